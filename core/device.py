@@ -1,0 +1,46 @@
+"""Choosing the torch device: never assume CUDA, use it when present."""
+from __future__ import annotations
+
+import torch
+
+from .errors import PresetError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; anything else is checked."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise PresetError(f"run.device: unknown device {name!r} (valid: auto, cpu, cuda, cuda:N, mps)") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PresetError(f"run.device: {name!r} requested but CUDA is not available here (use auto or cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise PresetError(f"run.device: {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise PresetError(f"run.device: {name!r} requested but MPS is not available here (use auto or cpu)")
+    elif device.type != "cpu":
+        raise PresetError(f"run.device: unsupported device {name!r} (valid: auto, cpu, cuda, cuda:N, mps)")
+    return device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's, NumPy's and torch's RNGs; return a CPU generator for plugin use."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,32 @@
+"""Reading images a user points at (init images, image prompts) with one-line errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import PixloomError
+
+
+def load_image(path, size: tuple | None = None) -> torch.Tensor:
+    """An image file as [1, 3, H, W] float in 0..1, resized to ``size`` = (width, height)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise PixloomError(f"image {path}: is a directory, not an image file")
+    if not path.exists():
+        raise PixloomError(f"image {path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = im.convert("RGB")
+            if size is not None and im.size != tuple(size):
+                im = im.resize(tuple(size), Image.Resampling.LANCZOS)
+            array = np.asarray(im, dtype=np.float32) / 255.0
+    except PermissionError as exc:
+        raise PixloomError(f"image {path}: not readable (permission denied)") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise PixloomError(f"image {path}: not a readable image ({exc})") from exc
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()

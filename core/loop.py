@@ -1,0 +1,305 @@
+"""The optimisation loop. It talks only to the plugin interfaces: it knows
+nothing of CLIP, VQGAN or pixels (minGPT's trainer "has nothing to do with GPT")."""
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from .device import pick_device, seed_everything
+from .errors import OutputError, PixloomError, PluginError, RunError
+from .interfaces import BuildContext
+from .manager import Registry, call_hook
+from .optim import build_optimizer, lr_factor, set_lr
+from .preset import LoadedPreset, params_to_dict, validate_params
+from .state import RenderResult, State
+
+
+class StepInputs:
+    """One step's inputs to the losses. Crops and each perceptor's embeddings are
+    computed on first use and shared: one batched forward per perceptor a step."""
+
+    def __init__(self, image, step, total_steps, frame, augment, perceptors, cut_size):
+        self.image = image
+        self.step = step
+        self.total_steps = total_steps
+        self.frame = frame
+        self.perceptors = perceptors
+        self._augment = augment
+        self._cut_size = cut_size
+        self._cutouts = None
+        self._resized = {}
+        self._embeddings = {}
+
+    @property
+    def cutouts(self) -> torch.Tensor:
+        """[N, 3, s, s]: the step's crops at the largest perceptor input size."""
+        if self._cutouts is None:
+            self._cutouts = self._augment(self.image, self._cut_size)
+        return self._cutouts
+
+    def cutouts_for(self, label: str) -> torch.Tensor:
+        size = self.perceptors[label].input_size
+        if size == self._cut_size:
+            return self.cutouts
+        if size not in self._resized:
+            self._resized[size] = torch.nn.functional.interpolate(
+                self.cutouts, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return self._resized[size]
+
+    def embeddings(self, label: str) -> torch.Tensor:
+        """[N, D]: perceptor ``label``'s embeddings of the crops."""
+        if label not in self._embeddings:
+            self._embeddings[label] = self.perceptors[label].encode_image(self.cutouts_for(label))
+        return self._embeddings[label]
+
+
+@dataclass
+class Run:
+    """Every plugin instance of one render, built from a preset."""
+
+    generator: object
+    perceptors: dict
+    augment: object
+    losses: list  # (label, weight, Loss)
+    outputs: list
+    resolved: object  # the fully resolved preset (DictConfig)
+    device: torch.device
+    cut_size: int
+    stem: str
+    out_dir: Path
+    extra: dict = field(default_factory=dict)
+
+
+def _labels(entries) -> list:
+    names = [e.label or e.name for e in entries]
+    out = []
+    for i, n in enumerate(names):
+        out.append(n if names.count(n) == 1 else f"{n}#{i}")
+    return out
+
+
+def _slug(text: str, limit: int = 60) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].strip("-") or "render"
+
+
+def output_stem(cfg) -> str:
+    if cfg.output.name:
+        return _slug(str(cfg.output.name))
+    for loss in cfg.losses:
+        prompts = (loss.params or {}).get("prompts") if isinstance(loss.params, dict) or OmegaConf.is_dict(loss.params) else None
+        if prompts:
+            first = str(prompts[0])
+            return _slug(first.rsplit(":", 1)[0] if re.search(r":\s*-?[\d.]+$", first) else first)
+    return "render"
+
+
+def _construct(registry: Registry, kind: str, spec, where: str, ctx: BuildContext, source: str):
+    cls = registry.get(kind, spec.name) if spec.name in registry.classes[kind] else None
+    if cls is None:
+        choices = ", ".join(registry.names(kind)) or "none"
+        raise PluginError(f"{source}: {where}.name: unknown {kind} plugin {spec.name!r} (available: {choices})")
+    params = validate_params(cls.Params, spec.params, f"{source}: {where}.params", f"{kind} '{spec.name}'")
+    try:
+        instance = cls(params, ctx)
+    except PixloomError as exc:
+        raise type(exc)(f"{source}: {where} ({kind} '{spec.name}'): {exc}", exc.exit_code) from exc
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise PluginError(f"{source}: {where} ({kind} '{spec.name}'): {exc}") from exc
+    return instance, params
+
+
+def build_run(loaded: LoadedPreset, registry: Registry) -> Run:
+    cfg = loaded.cfg
+    source = loaded.source
+    device = pick_device(cfg.run.device)
+    width, height = (int(s) for s in cfg.run.size)
+    out_dir = Path(cfg.output.dir).expanduser()
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg))
+
+    stem = output_stem(cfg)
+
+    def ctx(label=""):
+        return BuildContext(size=(width, height), device=device, seed=int(cfg.run.seed),
+                            out_dir=out_dir, preset_dir=loaded.directory, label=label,
+                            extra={"save_every": int(cfg.output.save_every), "stem": stem})
+
+    generator, gp = _construct(registry, "generator", cfg.generator, "generator", ctx("generator"), source)
+    resolved.generator.params = params_to_dict(gp)
+    generator.to(device)
+
+    perceptors = {}
+    for i, (label, spec) in enumerate(zip(_labels(cfg.perceptors), cfg.perceptors)):
+        p, pp = _construct(registry, "perceptor", spec, f"perceptors.{i}", ctx(label), source)
+        resolved.perceptors[i].params = params_to_dict(pp)
+        perceptors[label] = p.to(device).eval().requires_grad_(False)
+    cut_size = max((p.input_size for p in perceptors.values()), default=64)
+
+    augment, ap = _construct(registry, "augmentation", cfg.augment, "augment", ctx("augment"), source)
+    resolved.augment.params = params_to_dict(ap)
+    augment.to(device)
+
+    losses = []
+    for i, (label, spec) in enumerate(zip(_labels(cfg.losses), cfg.losses)):
+        loss, lp = _construct(registry, "loss", spec, f"losses.{i}", ctx(label), source)
+        resolved.losses[i].params = params_to_dict(lp)
+        losses.append((label, float(spec.weight), loss.to(device)))
+
+    outputs = []
+    for i, entry in enumerate(cfg.output.plugins):
+        if isinstance(entry, str):
+            entry = OmegaConf.create({"name": entry, "params": {}})
+        elif OmegaConf.is_dict(entry):
+            entry = OmegaConf.merge({"name": "???", "params": {}}, entry)
+        else:
+            raise PluginError(f"{source}: output.plugins.{i}: must be a name or {{name, params}}")
+        out, op = _construct(registry, "output", entry, f"output.plugins.{i}", ctx(entry.name), source)
+        resolved.output.plugins[i] = {"name": entry.name, "params": params_to_dict(op)}
+        outputs.append(out)
+
+    return Run(generator, perceptors, augment, losses, outputs, resolved, device, cut_size, stem, out_dir)
+
+
+def _setup_losses(run: Run) -> None:
+    for label, _, loss in run.losses:
+        try:
+            loss.setup(run.perceptors)
+        except PixloomError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"loss {label} ({type(loss).__module__}) raised in setup: "
+                              f"{type(exc).__name__}: {exc}", exit_code=3) from exc
+
+
+def _loss_terms(run: Run, inputs: StepInputs) -> dict:
+    terms = {}
+    for label, weight, loss in run.losses:
+        if weight == 0:
+            continue
+        try:
+            value = loss(inputs)
+        except PixloomError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"loss {label} ({type(loss).__module__}) raised in forward at step "
+                              f"{inputs.step}: {type(exc).__name__}: {exc}", exit_code=3) from exc
+        terms[label] = weight * value
+    return terms
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                unit="step", leave=False)
+
+
+def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = True,
+             callbacks=(), history: list | None = None, optimizer=None) -> tuple:
+    """Run ``steps`` optimisation steps of ``run``'s generator; return (state, history)."""
+    history = [] if history is None else history
+    params = [p for p in run.generator.parameters() if p.requires_grad]
+    if not params:
+        raise PluginError(f"generator {run.generator.name} has no trainable parameters")
+    if optimizer is None:
+        optimizer = build_optimizer(cfg.run.optimizer, params, float(cfg.run.lr), cfg.run.optimizer_params)
+    sync_every = 1 if run.device.type == "cpu" else 10
+    pending = []
+    state = State(step=0, total_steps=steps, image=run.generator.to_image(), parameters=params,
+                  frame=frame, lr=float(cfg.run.lr), seed=int(cfg.run.seed), device=str(run.device),
+                  out_dir=run.out_dir, preset=run.resolved)
+    call_hook(pm, "pixloom_run_start", state=state)
+    for out in run.outputs:
+        out.on_start(state)
+    bar = _progress_bar(steps, progress)
+    try:
+        for step in range(steps):
+            # state.lr is the base rate (a callback may change it); the schedule scales it
+            set_lr(optimizer, state.lr * lr_factor(cfg.run.schedule, step, steps))
+            run.generator.before_step(step, steps)
+            image = run.generator.synth()
+            inputs = StepInputs(image, step, steps, frame, run.augment, run.perceptors, run.cut_size)
+            terms = _loss_terms(run, inputs)
+            total = torch.stack(list(terms.values())).sum()
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            run.generator.after_step()
+            pending.append({"total": total.detach(), **{k: v.detach() for k, v in terms.items()}})
+            last = step + 1 == steps
+            state.step = step + 1
+            state.image = image.detach()
+            if (step + 1) % sync_every == 0 or last:
+                for row in pending:
+                    history.append({k: float(v) for k, v in row.items()})
+                pending.clear()
+                state.losses = dict(history[-1])
+                _check_finite(history[-1], step + 1)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in state.losses.items()}, refresh=False)
+            bar.update(1)
+            for fn in callbacks:
+                new = fn(state)
+                if isinstance(new, State):
+                    state = new
+            for new in call_hook(pm, "pixloom_step", state=state) or ():
+                if isinstance(new, State):
+                    state = new
+            for out in run.outputs:
+                out.on_step(state)
+            if state.stop:
+                break
+    finally:
+        bar.close()
+    return state, history
+
+
+def _check_finite(row: dict, step: int) -> None:
+    bad = [k for k, v in row.items() if k != "total" and not math.isfinite(v)]
+    if bad or not math.isfinite(row["total"]):
+        which = ", ".join(bad) if bad else "total"
+        raise RunError(f"loss {which} became {row.get(bad[0] if bad else 'total')} at step {step}; "
+                       f"lower run.lr or the loss weight")
+
+
+def to_pil(tensor: torch.Tensor):
+    from PIL import Image
+
+    array = (tensor[0].detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def run_plugin_versions(run: Run) -> dict:
+    """{"kind/name": version} of the plugins one run used."""
+    used = [run.generator, *run.perceptors.values(), run.augment, *(l for _, _, l in run.losses), *run.outputs]
+    return {f"{p.kind}/{p.name}": str(p.version) for p in used}
+
+
+def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None, callbacks=()) -> RenderResult:
+    """Render a loaded preset: build the plugins, optimise, write the outputs."""
+    cfg = loaded.cfg
+    started = time.perf_counter()
+    seed_everything(int(cfg.run.seed))
+    run = build_run(loaded, registry)
+    try:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"output.dir {run.out_dir}: cannot create it ({exc.strerror})") from exc
+    _setup_losses(run)
+    seed_everything(int(cfg.run.seed))
+    show = bool(cfg.run.progress) if progress is None else progress
+    state, history = optimize(run, pm, cfg, steps=int(cfg.run.steps), progress=show, callbacks=callbacks)
+    final = run.generator.to_image().float().cpu()
+    result = RenderResult(image=to_pil(final), tensor=final, history=history, preset=run.resolved,
+                          seed=int(cfg.run.seed), steps=state.step, plugins=run_plugin_versions(run))
+    result.seconds = time.perf_counter() - started
+    for out in run.outputs:
+        result.files.extend(out.on_end(state, result) or [])
+    call_hook(pm, "pixloom_run_end", state=state, result=result)
+    return result

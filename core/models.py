@@ -1,0 +1,92 @@
+"""Finding and loading model files: the embedded ones shipped as package data,
+and files a user names by path.
+
+pixloom's own weights are .safetensors files: a state dict with exactly the keys
+of the upstream model class, plus string metadata under ``pixloom.*`` keys that
+says how to use it (tokenizer, normalisation). Loading one never unpickles.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError
+
+def weights_dir() -> Path:
+    """The folder of the embedded weights (package data of pixloom.plugins)."""
+    import pixloom.plugins as _plugins
+
+    return Path(_plugins.__file__).resolve().parent / "weights"
+
+
+def embedded_models() -> dict[str, Path]:
+    """Embedded model names (file stems) mapped to their files."""
+    folder = weights_dir()
+    return {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
+
+
+def resolve_model_file(name: str) -> Path:
+    """An embedded model name or a path to a model file, as a Path that exists."""
+    known = embedded_models()
+    if name in known:
+        return known[name]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"model {name!r} is a directory, not a model file")
+    if path.is_file():
+        return path
+    choices = ", ".join(known) or "none shipped"
+    raise CheckpointError(f"unknown model {name!r}: not an embedded model ({choices}) and no such file")
+
+
+@dataclass
+class SafetensorsModel:
+    state_dict: dict
+    metadata: dict
+
+
+def read_safetensors(path: Path) -> SafetensorsModel:
+    """Read a .safetensors file into float32 tensors and its parsed pixloom metadata."""
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw_meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({_first_line(exc)})") from exc
+    meta = {}
+    for key, value in raw_meta.items():
+        if key.startswith("pixloom."):
+            try:
+                meta[key[len("pixloom."):]] = json.loads(value)
+            except json.JSONDecodeError:
+                meta[key[len("pixloom."):]] = value
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    return SafetensorsModel(state, meta)
+
+
+def write_safetensors(path: Path, state_dict: dict, metadata: dict, dtype=None) -> None:
+    """Write a state dict with pixloom metadata (values JSON-encoded), atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for k, v in state_dict.items():
+        v = v.detach().cpu().contiguous()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        tensors[k] = v
+    meta = {f"pixloom.{k}": json.dumps(v) for k, v in metadata.items()}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,254 @@
+"""Train a small CLIP (OpenAI's model code) on the shapes world.
+
+    python -m pixloom.training.perceptor --out plugins/weights/shapes-clip.safetensors \\
+        --seed 0 --arch resnet --steps 4000 --minutes 60
+
+Data is drawn on the fly from :mod:`pixloom.world` with a generator seeded by
+``--seed``; the held-out evaluation seed (pixloom.zeroshot.DEFAULT_SEED) is
+refused as a training seed. Each image gets several captions of random forms
+(from "a red shape" to the full caption), and the loss is a multi-positive
+InfoNCE in both directions: every caption in the batch that is true of an image
+is one of its positives (its log-probability averaged over the positives), and
+captions whose truth is unclear for an image (a position phrase for a shape on
+a third's border, small/large for a medium one) are left out of that image's
+softmax.
+
+The learning rate follows a warmup + cosine schedule over ``--steps``. With
+``--steps`` only (``--minutes 0``), a run is deterministic on a given machine
+and thread count. ``--minutes`` is a hard time budget: the run stops when it is
+spent, and the schedule then follows whichever budget is further along, so a
+slow machine still ends annealed (at the price of determinism).
+
+The weights are written (float16, keys of ``CLIP.state_dict()``, so
+``clip_model().build_model(state_dict)`` rebuilds the model) every
+``--save-every`` minutes and at the end, followed by a zero-shot evaluation
+written beside them as ``<stem>.eval.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .. import world, zeroshot
+from ..clip_compat import clip_model
+from ..models import write_safetensors
+from ..tokenizers import WordTokenizer
+
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+CONTEXT_LENGTH = 20
+
+# text heads must be width // 64: build_model infers them that way
+ARCHS = {
+    # the guidance perceptor
+    "resnet": dict(embed_dim=128, vision_layers=(1, 1, 1, 1), vision_width=16, vision_patch_size=None,
+                   transformer_width=128, transformer_layers=2),
+    # the judge: wider, deeper vision tower, another embedding width, deeper text tower
+    "resnet-wide": dict(embed_dim=96, vision_layers=(1, 2, 1, 1), vision_width=24, vision_patch_size=None,
+                        transformer_width=64, transformer_layers=3),
+    # a small ViT (trains far worse than the ResNets in our runs; kept for comparison)
+    "vit": dict(embed_dim=128, vision_layers=4, vision_width=128, vision_patch_size=8,
+                transformer_width=128, transformer_layers=2),
+}
+
+
+def build(arch: str, vocab_size: int) -> torch.nn.Module:
+    cfg = dict(ARCHS[arch])
+    width = cfg.pop("transformer_width")
+    return clip_model().CLIP(
+        image_resolution=world.RESOLUTION, context_length=CONTEXT_LENGTH, vocab_size=vocab_size,
+        transformer_width=width, transformer_heads=max(1, width // 64), **cfg,
+    )
+
+
+def make_captions(attrs: world.Attributes, per_image: int, g: torch.Generator):
+    """Unique caption texts for a batch and their claims (content ids)."""
+    n = len(attrs)
+    # per caption slot k, each optional part is said with probability p_k
+    ps = torch.linspace(0.25, 0.75, per_image) if per_image > 1 else torch.tensor([0.5])
+    u = torch.rand(n, per_image, 7, generator=g)
+    texts, seen, contents = [], set(), []
+    for i in range(n):
+        for k in range(per_image):
+            p = float(ps[k])
+            r = u[i, k].tolist()
+            prefix = world.PREFIXES[int(r[6] * 3) % 3] if r[5] < 0.25 else None
+            form = world.Form(prefix=prefix, size=r[0] < p, colour=r[1] < p, shape=r[2] < 0.5 + p / 2,
+                              position=r[3] < p, background=r[4] < p)
+            content = world.content_of(attrs, i, form)
+            if content == world.Content():          # "a shape" says nothing: say the shape
+                content = world.Content(shape=world.SHAPES[int(attrs.shape[i])])
+            text = world.compose(content, prefix)
+            if text not in seen:
+                seen.add(text)
+                texts.append(text)
+                contents.append(content)
+    return texts, world.content_ids(contents)
+
+
+def multi_positive_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE where every true caption/image pair is a positive.
+
+    logits [n_images, n_texts]; truth int8 of the same shape (1 true, 0 false,
+    -1 unclear: left out of the softmax)."""
+    valid = truth >= 0
+    pos = (truth == 1).float()
+    masked = logits.masked_fill(~valid, float("-inf"))
+    logp_i = F.log_softmax(masked, dim=1).masked_fill(~valid, 0.0)
+    logp_t = F.log_softmax(masked, dim=0).masked_fill(~valid, 0.0)
+    loss_i = -(logp_i * pos).sum(1) / pos.sum(1).clamp(min=1)
+    loss_t = -(logp_t * pos).sum(0) / pos.sum(0).clamp(min=1)
+    return 0.5 * (loss_i.mean() + loss_t.mean())
+
+
+def lr_at(progress: float, base: float, warmup: float) -> float:
+    if progress < warmup:
+        return base * progress / warmup
+    t = (progress - warmup) / max(1e-9, 1 - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def save(model, tokenizer, path: Path, training: dict, description: str) -> None:
+    metadata = {
+        "format": "clip",
+        "tokenizer": tokenizer.to_config(),
+        "normalize": {"mean": CLIP_MEAN, "std": CLIP_STD},
+        "image_resolution": world.RESOLUTION,
+        "description": description,
+        "training": training,
+    }
+    write_safetensors(path, model.state_dict(), metadata, dtype=torch.float16)
+
+
+def train(args) -> dict:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    tokenizer = WordTokenizer(world.words(), CONTEXT_LENGTH)
+    model = build(args.arch, tokenizer.vocab_size)
+    n_params = sum(p.numel() for p in model.parameters())
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    description = (f"A small CLIP ({args.arch}) trained from scratch on pixloom's shapes world "
+                   f"(WORLD.md) by pixloom.training.perceptor, seed {args.seed}.")
+    print(f"arch {args.arch}: {n_params / 1e6:.2f}M parameters, vocab {tokenizer.vocab_size}, "
+          f"threads {args.threads}, batch {args.batch}", flush=True)
+
+    t0 = time.time()
+    last_save = t0
+    step, ema, time_capped = 0, None, False
+    budget_s = args.minutes * 60 if args.minutes else 0.0
+
+    def training_meta(final: bool) -> dict:
+        return {
+            "seed": args.seed, "arch": args.arch, "arch_config": {k: v for k, v in ARCHS[args.arch].items()},
+            "steps": step, "max_steps": args.steps, "minutes": round((time.time() - t0) / 60, 2),
+            "max_minutes": args.minutes, "batch": args.batch, "captions_per_image": args.captions,
+            "lr": args.lr, "weight_decay": args.weight_decay, "warmup": args.warmup,
+            "threads": args.threads, "loss_ema": round(ema, 4) if ema is not None else None,
+            "time_capped": time_capped, "final": final, "parameters": n_params,
+            "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        }
+
+    model.train()
+    while True:
+        elapsed = time.time() - t0
+        progress = step / args.steps if args.steps else 0.0
+        if budget_s:
+            progress = max(progress, elapsed / budget_s)
+        if (args.steps and step >= args.steps) or progress >= 1.0:
+            time_capped = bool(budget_s) and elapsed >= budget_s and (not args.steps or step < args.steps)
+            break
+        lr = lr_at(progress, args.lr, args.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        images, attrs = world.sample(args.batch, gen)
+        texts, ids = make_captions(attrs, args.captions, gen)
+        truth = world.truth(ids, attrs)
+        x = (images - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        img = F.normalize(model.encode_image(x), dim=-1)
+        txt = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+        logits = model.logit_scale.exp() * img @ txt.T
+        loss = multi_positive_loss(logits, truth)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        step += 1
+        value = loss.item()
+        ema = value if ema is None else 0.98 * ema + 0.02 * value
+        if step % args.log_every == 0 or step == 1:
+            print(f"step {step} loss {value:.4f} ema {ema:.4f} lr {lr:.2e} "
+                  f"scale {model.logit_scale.exp().item():.1f} texts {len(texts)} "
+                  f"elapsed {(time.time() - t0) / 60:.2f} min", flush=True)
+        if args.save_every and time.time() - last_save >= args.save_every * 60:
+            save(model, tokenizer, out, training_meta(final=False), description)
+            last_save = time.time()
+            print(f"step {step}: checkpoint written to {out}", flush=True)
+
+    model.eval()
+    meta = training_meta(final=True)
+    save(model, tokenizer, out, meta, description)
+    print(f"done: {step} steps in {meta['minutes']} min; weights {out} "
+          f"({out.stat().st_size / 1e6:.1f} MB)", flush=True)
+
+    if args.eval_n:
+        model, tok, mean, std, _ = zeroshot.load_clip(out)    # evaluate exactly what was written
+        result = zeroshot.evaluate(model, tok, mean, std, n=args.eval_n, seed=args.eval_seed,
+                                   resolution=world.RESOLUTION)
+        result["weights"] = out.name
+        result["training"] = meta
+        eval_path = out.with_name(out.name.replace(".safetensors", "") + ".eval.json")
+        eval_path.write_text(json.dumps(result, indent=2) + "\n")
+        print(zeroshot.format_table(result), flush=True)
+        print(f"meets goals: {result['meets_goals']}; written {eval_path}", flush=True)
+    return meta
+
+
+def parse_args(argv: Optional[list[str]] = None):
+    p = argparse.ArgumentParser(prog="python -m pixloom.training.perceptor", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="output .safetensors path")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arch", choices=sorted(ARCHS), default="resnet")
+    p.add_argument("--steps", type=int, default=0, help="step budget (0: none)")
+    p.add_argument("--minutes", type=float, default=0.0, help="time budget in minutes (0: none)")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--captions", type=int, default=3, help="captions drawn per image")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup", type=float, default=0.03, help="warmup, as a fraction of the run")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints (0: only at the end)")
+    p.add_argument("--eval-n", type=int, default=2000, help="held-out images per question (0: no evaluation)")
+    p.add_argument("--eval-seed", type=int, default=zeroshot.DEFAULT_SEED)
+    args = p.parse_args(argv)
+    if not args.steps and not args.minutes:
+        p.error("give --steps, --minutes or both")
+    if args.seed == args.eval_seed:
+        p.error(f"--seed {args.seed} is the held-out evaluation seed; pick another")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

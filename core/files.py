@@ -18,8 +18,18 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's own 0600 is too private
+
+
 def _write_temp(folder: Path, name: str, write) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=str(folder))
+    os.fchmod(fd, _FILE_MODE)
     os.close(fd)
     try:
         write(Path(tmp))

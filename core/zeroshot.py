@@ -82,20 +82,30 @@ def encode_texts(model, tokenizer, texts: list[str]) -> torch.Tensor:
     return F.normalize(model.encode_text(tokenizer(texts).to(device)).float(), dim=-1)
 
 
-def heldout_set(n: int, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Held-out images and their labels per question (index into prompts())."""
+def heldout_sets(n: int, seed: int) -> dict[str, tuple[torch.Tensor, world.Attributes]]:
+    """The three held-out samples: "all" (n images), "size" (n images, small and
+    large alternating) and "position" (up to n images that have a position phrase)."""
     g = torch.Generator().manual_seed(seed)
     images, attrs = world.sample(n, g)
-    size = torch.arange(n) % 2 * 2                      # alternate small (0) and large (2)
-    size_images, size_attrs = world.sample(n, g, size=size)
+    size_images, size_attrs = world.sample(n, g, size=torch.arange(n) % 2 * 2)
     pos_images, pos_attrs = world.sample(2 * n, g)
     keep = (pos_attrs.position >= 0).nonzero(as_tuple=True)[0][:n]
+    return {"all": (images, attrs), "size": (size_images, size_attrs),
+            "position": (pos_images[keep], pos_attrs[keep])}
+
+
+def heldout_set(n: int, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Held-out images and their labels per question (index into prompts())."""
+    sets = heldout_sets(n, seed)
+    images, attrs = sets["all"]
+    size_images, size_attrs = sets["size"]
+    pos_images, pos_attrs = sets["position"]
     return {
         "fg_colour": (images, attrs.fg),
         "bg_colour": (images, attrs.bg),
         "shape": (images, attrs.shape),
         "size": (size_images, size_attrs.size // 2),
-        "position": (pos_images[keep], pos_attrs.position[keep]),
+        "position": (pos_images, pos_attrs.position),
         "colour_shape": (images, attrs.fg * len(world.SHAPES) + attrs.shape),
     }
 

@@ -157,6 +157,10 @@ class Output(Plugin):
     def on_step(self, state) -> None:
         """After every step (``state.step``) — for intermediate images."""
 
+    def on_frame(self, state) -> None:
+        """After each animation frame is final: ``state.frame`` is its index and
+        ``state.image`` the frame ([1, 3, H, W], 0..1). Not called for stills."""
+
     def on_end(self, state, result) -> list:
         """After the last step; returns the Paths it wrote."""
         return []

@@ -65,16 +65,19 @@ def cmd_render(args) -> int:
     from .api import render
     from .metadata import preset_from_png
 
-    if args.from_image:
+    if args.from_image or args.resume:
         if args.preset is not None:
             args.overrides = [args.preset, *(args.overrides or [])]
-        preset = preset_from_png(args.from_image)
+        if args.from_image and args.resume:
+            raise PixloomError("render: give either --from or --resume, not both")
+        preset = preset_from_png(args.from_image) if args.from_image else None
     elif args.preset is None:
-        raise PixloomError("render: give a preset (a file or a shipped name: see 'pixloom presets') or --from IMAGE.png")
+        raise PixloomError("render: give a preset (a file or a shipped name: see 'pixloom presets'), "
+                           "--from IMAGE.png or --resume FILE")
     else:
         preset = args.preset
     result = render(preset, prompts=args.prompt, overrides=_render_overrides(args),
-                    plugins_dirs=args.plugins_dir or (), progress=None)
+                    plugins_dirs=args.plugins_dir or (), progress=None, resume=args.resume)
     last = result.history[-1] if result.history else {}
     losses = ", ".join(f"{k} {v:.4f}" for k, v in last.items())
     print(f"pixloom: {result.steps} steps in {result.seconds:.1f} s ({losses})", file=sys.stderr)
@@ -114,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotlist overrides")
     p.add_argument("--from", dest="from_image", metavar="IMAGE.png",
                    help="re-render from the recipe stored in a pixloom PNG")
+    p.add_argument("--resume", metavar="FILE.resume.pt",
+                   help="continue a render that was interrupted (Ctrl-C) from its resume file")
     p.add_argument("--prompt", action="append", metavar="TEXT[:WEIGHT]",
                    help="a text prompt for the clip loss (repeatable; negative weights push away)")
     p.add_argument("--steps", type=int)

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .device import pick_device, seed_everything
-from .errors import OutputError, PixloomError, PluginError, RunError
+from .errors import EXIT_INTERRUPTED, OutputError, PixloomError, PluginError, RunError
 from .interfaces import BuildContext
 from .manager import Registry, call_hook
 from .optim import build_optimizer, lr_factor, set_lr
@@ -201,26 +201,94 @@ def _progress_bar(total: int, enabled: bool):
                 unit="step", leave=False)
 
 
-def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = True,
-             callbacks=(), history: list | None = None, optimizer=None) -> tuple:
-    """Run ``steps`` optimisation steps of ``run``'s generator; return (state, history)."""
-    history = [] if history is None else history
+class Interrupted(Exception):
+    """Raised between steps after a Ctrl-C: the step count reached is complete."""
+
+    def __init__(self, step: int):
+        super().__init__(f"interrupted after step {step}")
+        self.step = step
+
+
+class InterruptGuard:
+    """Turns the first SIGINT into a request to stop at the next step boundary
+    (so the saved state is consistent); a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+
+            def handler(signum, frame):
+                if self.requested:
+                    raise KeyboardInterrupt
+                self.requested = True
+
+            signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def _snapshot(params) -> list:
+    return [p.detach().clone() for p in params]
+
+
+@torch.no_grad()
+def _restore(params, snapshot) -> None:
+    for p, saved in zip(params, snapshot):
+        p.copy_(saved)
+
+
+def initial_state(run: Run, cfg, steps: int, frame: int = 0, start_step: int = 0) -> State:
+    return State(step=start_step, total_steps=steps, image=run.generator.to_image(),
+                 parameters=[p for p in run.generator.parameters() if p.requires_grad],
+                 frame=frame, lr=float(cfg.run.lr), seed=int(cfg.run.seed), device=str(run.device),
+                 out_dir=run.out_dir, preset=run.resolved)
+
+
+def make_optimizer(run: Run, cfg):
     params = [p for p in run.generator.parameters() if p.requires_grad]
     if not params:
         raise PluginError(f"generator {run.generator.name} has no trainable parameters")
-    if optimizer is None:
-        optimizer = build_optimizer(cfg.run.optimizer, params, float(cfg.run.lr), cfg.run.optimizer_params)
+    return build_optimizer(cfg.run.optimizer, params, float(cfg.run.lr), cfg.run.optimizer_params)
+
+
+def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = True,
+             callbacks=(), history: list | None = None, optimizer=None, start_step: int = 0,
+             guard: InterruptGuard | None = None, state: State | None = None) -> tuple:
+    """Run steps ``start_step``..``steps`` of ``run``'s generator; return (state, history).
+
+    Raises :class:`Interrupted` between steps when ``guard`` saw a Ctrl-C, and
+    :class:`RunError` when a loss or a parameter stops being finite (after
+    putting the parameters back to the last finite step's, unless
+    ``run.on_nan: recover`` asks to halve the learning rate and go on).
+    """
+    history = [] if history is None else history
+    optimizer = optimizer or make_optimizer(run, cfg)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     sync_every = 1 if run.device.type == "cpu" else 10
+    recover = cfg.run.get("on_nan", "stop") == "recover"
+    recoveries = 0
     pending = []
-    state = State(step=0, total_steps=steps, image=run.generator.to_image(), parameters=params,
-                  frame=frame, lr=float(cfg.run.lr), seed=int(cfg.run.seed), device=str(run.device),
-                  out_dir=run.out_dir, preset=run.resolved)
-    call_hook(pm, "pixloom_run_start", state=state)
-    for out in run.outputs:
-        out.on_start(state)
+    good = _snapshot(params)
+    state = state or initial_state(run, cfg, steps, frame=frame, start_step=start_step)
+    state.parameters = params
     bar = _progress_bar(steps, progress)
+    bar.update(start_step)
     try:
-        for step in range(steps):
+        step = start_step
+        while step < steps:
             # state.lr is the base rate (a callback may change it); the schedule scales it
             set_lr(optimizer, state.lr * lr_factor(cfg.run.schedule, step, steps))
             run.generator.before_step(step, steps)
@@ -233,15 +301,27 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
             optimizer.step()
             run.generator.after_step()
             pending.append({"total": total.detach(), **{k: v.detach() for k, v in terms.items()}})
-            last = step + 1 == steps
-            state.step = step + 1
+            step += 1
+            state.step = step
             state.image = image.detach()
-            if (step + 1) % sync_every == 0 or last:
-                for row in pending:
-                    history.append({k: float(v) for k, v in row.items()})
+            if step % sync_every == 0 or step == steps:
+                rows = [{k: float(v) for k, v in row.items()} for row in pending]
                 pending.clear()
+                problem = _nonfinite(rows, params)
+                if problem:
+                    _restore(params, good)
+                    if not recover or recoveries >= 5:
+                        raise RunError(f"{problem} at step {step}; stopped at the last good image "
+                                       f"(lower run.lr or that loss's weight, or set run.on_nan=recover)")
+                    recoveries += 1
+                    state.lr /= 2
+                    optimizer.state.clear()
+                    step = max(start_step, step - len(rows))
+                    state.step = step
+                    continue
+                history.extend(rows)
+                good = _snapshot(params)
                 state.losses = dict(history[-1])
-                _check_finite(history[-1], step + 1)
                 bar.set_postfix({k: f"{v:.4f}" for k, v in state.losses.items()}, refresh=False)
             bar.update(1)
             for fn in callbacks:
@@ -255,17 +335,25 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
                 out.on_step(state)
             if state.stop:
                 break
+            if guard is not None and guard.requested and not pending:
+                raise Interrupted(step)
     finally:
         bar.close()
     return state, history
 
 
-def _check_finite(row: dict, step: int) -> None:
-    bad = [k for k, v in row.items() if k != "total" and not math.isfinite(v)]
-    if bad or not math.isfinite(row["total"]):
-        which = ", ".join(bad) if bad else "total"
-        raise RunError(f"loss {which} became {row.get(bad[0] if bad else 'total')} at step {step}; "
-                       f"lower run.lr or the loss weight")
+def _nonfinite(rows: list, params) -> str | None:
+    """What went bad in these steps' losses or the parameters, or None."""
+    for row in rows:
+        bad = [k for k, v in row.items() if k != "total" and not math.isfinite(v)]
+        if bad:
+            return f"loss {bad[0]} became {row[bad[0]]}"
+        if not math.isfinite(row["total"]):
+            return f"the total loss became {row['total']}"
+    for p in params:
+        if not bool(torch.isfinite(p).all()):
+            return "the generator's parameters became NaN or infinite"
+    return None
 
 
 def to_pil(tensor: torch.Tensor):
@@ -281,8 +369,26 @@ def run_plugin_versions(run: Run) -> dict:
     return {f"{p.kind}/{p.name}": str(p.version) for p in used}
 
 
-def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None, callbacks=()) -> RenderResult:
-    """Render a loaded preset: build the plugins, optimise, write the outputs."""
+def _finish(run: Run, pm, state: State, history: list, started: float) -> RenderResult:
+    final = run.generator.to_image().float().cpu()
+    result = RenderResult(image=to_pil(final), tensor=final, history=history, preset=run.resolved,
+                          seed=int(run.resolved.run.seed), steps=state.step, plugins=run_plugin_versions(run))
+    result.seconds = time.perf_counter() - started
+    for out in run.outputs:
+        result.files.extend(out.on_end(state, result) or [])
+    return result
+
+
+def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None, callbacks=(),
+                  resume=None) -> RenderResult:
+    """Render a loaded preset: build the plugins, optimise, write the outputs.
+
+    A Ctrl-C stops at the next step boundary, writes the image so far and a
+    resume file, and raises a PixloomError with exit code 130; ``resume`` (a
+    :class:`pixloom.resume.ResumeState`) continues such a run exactly.
+    """
+    from .resume import save_resume
+
     cfg = loaded.cfg
     started = time.perf_counter()
     seed_everything(int(cfg.run.seed))
@@ -293,13 +399,35 @@ def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None
         raise OutputError(f"output.dir {run.out_dir}: cannot create it ({exc.strerror})") from exc
     _setup_losses(run)
     seed_everything(int(cfg.run.seed))
-    show = bool(cfg.run.progress) if progress is None else progress
-    state, history = optimize(run, pm, cfg, steps=int(cfg.run.steps), progress=show, callbacks=callbacks)
-    final = run.generator.to_image().float().cpu()
-    result = RenderResult(image=to_pil(final), tensor=final, history=history, preset=run.resolved,
-                          seed=int(cfg.run.seed), steps=state.step, plugins=run_plugin_versions(run))
-    result.seconds = time.perf_counter() - started
+    optimizer = make_optimizer(run, cfg)
+    steps = int(cfg.run.steps)
+    history, start = [], 0
+    if resume is not None:
+        start, history = resume.restore(run, optimizer)
+    state = initial_state(run, cfg, steps, start_step=start)
+    if resume is not None:
+        state.lr = resume.lr
+    call_hook(pm, "pixloom_run_start", state=state)
     for out in run.outputs:
-        result.files.extend(out.on_end(state, result) or [])
+        out.on_start(state)
+    show = bool(cfg.run.progress) if progress is None else progress
+    try:
+        with InterruptGuard() as guard:
+            state, history = optimize(run, pm, cfg, steps=steps, progress=show, callbacks=callbacks,
+                                      history=history, optimizer=optimizer, start_step=start,
+                                      guard=guard, state=state)
+    except Interrupted as stop:
+        state.step = stop.step
+        result = _finish(run, pm, state, history, started)
+        saved = save_resume(run, optimizer, state, history, steps)
+        shown = result.files[0] if result.files else "nothing"
+        raise PixloomError(f"interrupted at step {stop.step}/{steps}: saved {shown} and {saved}; "
+                           f"continue with: pixloom render --resume {saved}", EXIT_INTERRUPTED) from None
+    except RunError as exc:
+        state.image = run.generator.to_image()
+        result = _finish(run, pm, state, history, started)
+        shown = f"; the last good image is {result.files[0]}" if result.files else ""
+        raise RunError(f"{exc}{shown}") from exc
+    result = _finish(run, pm, state, history, started)
     call_hook(pm, "pixloom_run_end", state=state, result=result)
     return result

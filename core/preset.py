@@ -43,6 +43,7 @@ class RunConfig:
     optimizer_params: Any = field(default_factory=dict)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     progress: bool = True
+    on_nan: str = "stop"  # stop (at the last good image) | recover (halve the learning rate, go on)
 
 
 @dataclass
@@ -282,6 +283,8 @@ def _check_values(cfg: DictConfig, source: str) -> None:
             bad(f"run.size.{i}", f"must be between 8 and {MAX_SIDE} pixels (got {side})")
     if not math.isfinite(run.lr) or run.lr <= 0:
         bad("run.lr", f"must be a positive finite number (got {run.lr})")
+    if run.on_nan not in ("stop", "recover"):
+        bad("run.on_nan", f"unknown {run.on_nan!r} (valid: stop, recover)")
     if run.schedule.name not in ("constant", "step", "cosine"):
         bad("run.schedule.name", f"unknown schedule {run.schedule.name!r} (valid: constant, step, cosine)")
     if cfg.output.save_every < 0:

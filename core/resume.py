@@ -1,0 +1,78 @@
+"""Resume files: what an interrupted render needs to continue exactly where it
+stopped. Tensors, numbers and strings only, so loading never unpickles code
+(``torch.load(weights_only=True)``)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from .errors import CheckpointError
+from .files import write_new
+
+FORMAT = "pixloom-resume"
+VERSION = 1
+
+
+def save_resume(run, optimizer, state, history: list, steps: int) -> Path:
+    """Write ``<name>.resume.pt`` (never replacing another run's) and return its path."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "preset": OmegaConf.to_yaml(run.resolved),
+        "step": int(state.step),
+        "steps": int(steps),
+        "lr": float(state.lr),
+        "generator": {k: v.detach().cpu() for k, v in run.generator.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else [],
+        "history": json.dumps(history),
+    }
+    return write_new(run.out_dir, run.stem, ".resume.pt", lambda tmp: torch.save(payload, tmp))
+
+
+@dataclass
+class ResumeState:
+    path: Path
+    payload: dict
+
+    @property
+    def preset(self) -> dict:
+        import yaml
+
+        return yaml.safe_load(self.payload["preset"])
+
+    @property
+    def lr(self) -> float:
+        return float(self.payload["lr"])
+
+    def restore(self, run, optimizer) -> tuple:
+        """Put the generator, optimiser and RNGs back; return (start step, history)."""
+        try:
+            run.generator.load_state_dict(self.payload["generator"])
+            optimizer.load_state_dict(self.payload["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"--resume {self.path}: does not match this preset's generator ({exc})") from exc
+        torch.set_rng_state(self.payload["rng"])
+        if self.payload.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self.payload["cuda_rng"])
+        return int(self.payload["step"]), json.loads(self.payload["history"])
+
+
+def load_resume(path) -> ResumeState:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"--resume {path}: no such file")
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, or not ours
+        raise CheckpointError(f"--resume {path}: not a readable pixloom resume file ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"--resume {path}: not a pixloom resume file")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"--resume {path}: resume format {payload.get('version')} is not supported")
+    return ResumeState(path, payload)

@@ -5,12 +5,13 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "render"]
 
 
-def render(preset, **overrides):
-    """Render a preset and return a :class:`pixloom.loop.RenderResult`.
+def render(preset=None, **kwargs):
+    """Render a preset and return a :class:`pixloom.state.RenderResult`.
 
-    ``preset`` is a path, a shipped preset name, or a dict; ``overrides`` are
-    dotted keys (``run__steps=50`` or ``**{"run.steps": 50}``) applied on top.
+    ``preset`` is a path, a shipped preset name, or a dict; keyword arguments are
+    overrides (``steps=50``, ``run__lr=0.05``, ``**{"losses.0.weight": 2}``) and
+    the options of :func:`pixloom.api.render` (prompts, callbacks, resume, ...).
     """
     from .api import render as _render
 
-    return _render(preset, **overrides)
+    return _render(preset, **kwargs)

@@ -145,7 +145,8 @@ def refresh_index(folder: Path, perceptor) -> SearchIndex:
         fresh = embed_images(perceptor, [files[i] for i in todo])
         for j, i in enumerate(todo):
             vectors[i] = fresh[j]
-    removed = len(known) - (len(entries) - len(todo)) if old is not None else 0
+    now = {e["path"] for e in entries}
+    removed = len({key[0] for key in known} - now)
     embeddings = torch.stack(vectors) if vectors else torch.empty(0, 0)
     if todo or removed or old is None:
         meta = {"version": str(INDEX_VERSION), "entries": json.dumps(entries)}
@@ -154,7 +155,7 @@ def refresh_index(folder: Path, perceptor) -> SearchIndex:
             atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
         except PixloomError:
             pass  # a read-only folder still searches; it just is not cached
-    return SearchIndex(entries, embeddings, updated=len(todo), removed=max(0, removed))
+    return SearchIndex(entries, embeddings, updated=len(todo), removed=removed)
 
 
 def search(folder: Path, perceptor, text: str, top: int = 5) -> list:

@@ -8,6 +8,7 @@ says how to use it (tokenizer, normalisation). Loading one never unpickles.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def write_safetensors(path: Path, state_dict: dict, metadata: dict, dtype=None) 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
     tmp.replace(path)
 
 

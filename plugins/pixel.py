@@ -21,6 +21,7 @@ class PixelParams:
     noise_std: float = 0.15  # noise: spread around mid-grey (and added to flat/image inits)
     pixel_size: int = 1  # > 1: optimise a coarse grid shown with nearest-neighbour upscaling
     parametrization: str = "sigmoid"  # sigmoid (unbounded logits) | clamp (raw values kept in 0..1)
+    levels: int = 1  # > 1: also optimise coarser grids (each half the last), upsampled and summed
 
     def __post_init__(self):
         if self.init not in ("noise", "flat", "image"):
@@ -33,6 +34,8 @@ class PixelParams:
             raise ValueError(f"pixel_size: must be at least 1 (got {self.pixel_size})")
         if self.noise_std < 0:
             raise ValueError(f"noise_std: must not be negative (got {self.noise_std})")
+        if self.levels < 1 or self.levels > 8:
+            raise ValueError(f"levels: must be between 1 and 8 (got {self.levels})")
         if self.parametrization not in ("sigmoid", "clamp"):
             raise ValueError(f"parametrization: unknown {self.parametrization!r} (valid: sigmoid, clamp)")
 
@@ -45,7 +48,10 @@ class PixelGenerator(Generator):
 
     ``pixel_size`` > 1 optimises a grid of (W/pixel_size, H/pixel_size) cells shown
     with nearest-neighbour upscaling. ``parametrization: sigmoid`` keeps values in
-    range smoothly; ``clamp`` optimises the values themselves.
+    range smoothly; ``clamp`` optimises the values themselves. ``levels`` > 1 adds
+    coarser grids (a Laplacian-pyramid-like parametrisation): each is upsampled
+    bilinearly and added to the finest before the sigmoid, so one step can move a
+    whole region, which keeps CLIP guidance from turning the image into noise.
     """
 
     name = "pixel"
@@ -66,6 +72,11 @@ class PixelGenerator(Generator):
             image = load_image(ctx.resolve_path(params.init_image), (self.width, self.height))
             base = F.interpolate(image, size=self.grid, mode="area")
         self.values = torch.nn.Parameter(self._to_param(base + noise))
+        coarse = []
+        for k in range(1, params.levels):
+            shape = (max(1, self.grid[0] >> k), max(1, self.grid[1] >> k))
+            coarse.append(torch.nn.Parameter(torch.zeros(1, 3, *shape)))
+        self.coarse = torch.nn.ParameterList(coarse)
 
     def _to_param(self, rgb: torch.Tensor) -> torch.Tensor:
         rgb = rgb.clamp(_EPS, 1 - _EPS)
@@ -73,7 +84,12 @@ class PixelGenerator(Generator):
 
     def synth(self) -> torch.Tensor:
         x = self.values
-        x = torch.sigmoid(x) if self.params.parametrization == "sigmoid" else x
+        for level in self.coarse:
+            x = x + F.interpolate(level, size=self.grid, mode="bilinear", align_corners=False)
+        if self.params.parametrization == "sigmoid":
+            x = torch.sigmoid(x)
+        elif len(self.coarse):
+            x = x.clamp(0, 1)
         if self.grid != (self.height, self.width):
             x = F.interpolate(x, size=(self.height, self.width), mode="nearest")
         return x
@@ -82,6 +98,8 @@ class PixelGenerator(Generator):
     def init_from_image(self, image: torch.Tensor) -> None:
         image = image.to(self.values.device, self.values.dtype)
         self.values.copy_(self._to_param(F.interpolate(image, size=self.grid, mode="area")))
+        for level in self.coarse:
+            level.zero_()
 
     @torch.no_grad()
     def after_step(self) -> None:

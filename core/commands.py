@@ -108,3 +108,7 @@ def add_commands(sub, common) -> None:
                        help="judge guided generation on the shapes-world prompts (see: pixloom evaluate --help)")
     p.add_argument("eval_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_evaluate)
+
+    from .animate_cli import add_animate_command
+
+    add_animate_command(sub, common)

@@ -27,6 +27,10 @@ DEFAULT_PLUGINS = (
     "pixloom.plugins.image_losses",
     "pixloom.plugins.cutouts",
     "pixloom.plugins.png_output",
+    "pixloom.plugins.frames_output",
+    "pixloom.plugins.gif_output",
+    "pixloom.plugins.mp4_output",
+    "pixloom.plugins.contact_sheet",
 )
 
 _REGISTER_HOOKS = {

@@ -1,0 +1,246 @@
+"""Every failure a user can cause is one line on stderr naming the problem, with
+the exit code of docs/exit-codes.md and no traceback (``--debug`` shows it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class Files:
+    preset: Path  # a valid tiny preset
+    folder: Path
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+
+@pytest.fixture
+def files(tiny_preset_file, tmp_path) -> Files:
+    (tmp_path / "malformed.yaml").write_text("run: {steps: 2\ngenerator: [pixel\n", encoding="utf-8")
+    (tmp_path / "self.yaml").write_text("base: self.yaml\nrun: {steps: 2}\n", encoding="utf-8")
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n", encoding="utf-8")
+    (tmp_path / "orphan.yaml").write_text("base: nothere.yaml\n", encoding="utf-8")
+    (tmp_path / "list.yaml").write_text("- run\n- steps\n", encoding="utf-8")
+    broken = tmp_path / "broken-plugins"
+    broken.mkdir()
+    (broken / "broken_loss.py").write_text("def pixloom_register_losses(:\n    return []\n", encoding="utf-8")
+    return Files(tiny_preset_file, tmp_path)
+
+
+# (id, arguments after "render" given the Files, substrings the one line must hold)
+RENDER_ERRORS = [
+    ("unknown-generator", lambda f: [f.preset, "generator.name=vqganx"],
+     ["tiny.yaml", "generator.name", "unknown generator plugin 'vqganx'", "available: pixel"]),
+    ("unknown-loss", lambda f: [f.preset, "losses.1.name=smoothnes"],
+     ["losses.1.name", "'smoothnes'", "clip", "smoothness", "symmetry"]),
+    ("unknown-perceptor", lambda f: [f.preset, "perceptors.0.name=clop"], ["perceptors.0.name", "'clop'", "clip"]),
+    ("unknown-augmentation", lambda f: [f.preset, "augment.name=cuts"], ["augment.name", "'cuts'", "cutouts"]),
+    ("unknown-output", lambda f: [f.preset, "output.plugins=[jpeg]"], ["output.plugins.0.name", "'jpeg'", "png"]),
+    ("unknown-param", lambda f: [f.preset, "generator.params.pixelsize=4"],
+     ["tiny.yaml", "generator.params.pixelsize", "unknown parameter", "pixel_size", "init_color"]),
+    ("unknown-loss-param", lambda f: [f.preset, "losses.0.params.prompt=[x]"],
+     ["tiny.yaml", "losses.0.params.prompt", "prompts", "image_prompts"]),
+    ("wrong-param-type", lambda f: [f.preset, "augment.params.num=many"],
+     ["tiny.yaml", "augment.params.num", "'many'", "cutouts"]),
+    ("wrong-param-type-list", lambda f: [f.preset, "generator.params.init_color=red"],
+     ["generator.params.init_color", "pixel"]),
+    ("bad-param-value", lambda f: [f.preset, "generator.params.init=plasma"],
+     ["generator.params", "init", "'plasma'", "noise, flat, image"]),
+    ("malformed-yaml", lambda f: [f.path("malformed.yaml")], ["malformed.yaml", "malformed YAML", "line 2"]),
+    ("not-a-mapping", lambda f: [f.path("list.yaml")], ["list.yaml", "mapping"]),
+    ("missing-preset", lambda f: [f.path("nowhere.yaml")], ["nowhere.yaml", "no such file", "default"]),
+    ("base-extends-itself", lambda f: [f.path("self.yaml")], ["self.yaml", "extends itself"]),
+    ("base-cycle", lambda f: [f.path("a.yaml")], ["a.yaml", "b.yaml", "extends itself"]),
+    ("missing-base", lambda f: [f.path("orphan.yaml")], ["orphan.yaml", "nothere.yaml", "no such file"]),
+    ("unknown-top-level-key", lambda f: [f.preset, "generators.name=pixel"],
+     ["tiny.yaml", "generators", "unknown key", "generator", "losses"]),
+    ("unknown-run-key", lambda f: [f.preset, "run.stpes=3"], ["run.stpes", "unknown key", "steps"]),
+    ("steps-0", lambda f: [f.preset, "--steps", "0"], ["run.steps", "at least 1", "got 0"]),
+    ("steps-negative", lambda f: [f.preset, "run.steps=-5"], ["run.steps", "got -5"]),
+    ("steps-not-a-number", lambda f: [f.preset, "run.steps=ten"], ["run.steps", "'ten'"]),
+    ("size-0", lambda f: [f.preset, "--size", "0"], ["run.size", "between 8 and", "got 0"]),
+    ("size-0-override", lambda f: [f.preset, "run.size=[32,0]"], ["run.size.1", "got 0"]),
+    ("size-3d", lambda f: [f.preset, "run.size=[32,32,3]"], ["run.size", "[width, height]"]),
+    ("size-malformed", lambda f: [f.preset, "--size", "big"], ["--size", "WIDTHxHEIGHT"]),
+    ("nan-lr", lambda f: [f.preset, "run.lr=.nan"], ["run.lr", "positive finite", "nan"]),
+    ("nan-lr-word", lambda f: [f.preset, "run.lr=nan"], ["run.lr", "nan"]),
+    ("negative-lr", lambda f: [f.preset, "run.lr=-0.1"], ["run.lr", "-0.1"]),
+    ("inf-weight", lambda f: [f.preset, "losses.0.weight=.inf"], ["losses.0.weight", "finite"]),
+    ("unknown-device", lambda f: [f.preset, "--device", "tpu"], ["run.device", "'tpu'", "cpu", "cuda"]),
+    ("unknown-device-override", lambda f: [f.preset, "run.device=gpu9"], ["run.device", "'gpu9'"]),
+    ("unknown-schedule", lambda f: [f.preset, "run.schedule.name=linear"], ["run.schedule.name", "cosine"]),
+    ("unknown-optimizer", lambda f: [f.preset, "run.optimizer=adamx"], ["run.optimizer", "'adamx'", "Adam", "SGD"]),
+    ("bad-optimizer-params", lambda f: [f.preset, "run.optimizer_params={betas: 3}"], ["run.optimizer_params"]),
+    ("plugins-dir-syntax-error", lambda f: [f.preset, "--plugins-dir", f.path("broken-plugins")],
+     ["broken_loss.py", "syntax error", "line 1"]),
+    ("plugins-dir-missing", lambda f: [f.preset, "--plugins-dir", f.path("no-such-dir")],
+     ["no-such-dir", "not a directory"]),
+    ("missing-model-file", lambda f: [f.preset, "perceptors.0.params.model=/no/such/model.safetensors"],
+     ["perceptors.0", "clip", "/no/such/model.safetensors"]),
+    ("corrupt-model-file", lambda f: [f.preset, f"perceptors.0.params.model={f.path('tiny.yaml')}"],
+     ["perceptors.0", "tiny.yaml"]),
+    ("missing-init-image", lambda f: [f.preset, "generator.params.init=image", "generator.params.init_image=no.png"],
+     ["generator", "no.png", "no such file"]),
+    ("clip-loss-without-prompts", lambda f: [f.preset, "losses.0.params.prompts=[]"],
+     ["losses.0.params", "prompt"]),
+    ("unknown-perceptor-label", lambda f: [f.preset, "losses.0.params.perceptors=[vit]"],
+     ["'vit'", "clip"]),
+    ("no-losses", lambda f: [f.preset, "losses=[]"], ["losses", "at least one"]),
+    ("override-index-out-of-range", lambda f: [f.preset, "losses.5.weight=2"], ["losses.5.weight"]),
+    ("from-missing-png", lambda f: ["--from", f.path("none.png")], ["none.png", "no such file"]),
+    ("from-png-without-recipe", lambda f: ["--from", f.path("plain.png")], ["plain.png", "no pixloom recipe"]),
+    ("no-preset", lambda f: [], ["give a preset"]),
+    ("unknown-option", lambda f: [f.preset, "--stepz", "3"], ["--stepz"]),
+]
+
+
+@pytest.mark.parametrize("case,argv,expected", [pytest.param(*c, id=c[0]) for c in RENDER_ERRORS])
+def test_render_error_is_one_line_with_exit_code_2(run_cli, files, case, argv, expected):
+    if case == "from-png-without-recipe":
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(files.path("plain.png"))
+    result = run_cli("render", *argv(files))
+    assert result.code == 2, f"exit code {result.code}: {result.err}"
+    line = result.error_line()
+    assert line.startswith("pixloom: error: "), line
+    for text in expected:
+        assert text in line, f"{text!r} not in: {line}"
+    assert result.out == ""
+
+
+def test_override_without_equals_is_one_line(run_cli, files):
+    result = run_cli("render", files.preset, "steps")
+    assert result.code == 2
+    assert "'steps'" in result.error_line() and "KEY=VALUE" in result.err
+
+
+def test_errors_before_running_write_nothing(run_cli, files, tmp_path):
+    out = tmp_path / "never"
+    for argv in (["generator.name=nope"], ["run.steps=0"], ["generator.params.bogus=1"]):
+        assert run_cli("render", files.preset, "--out", out, *argv).code == 2
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["list", "--kind", "losses"], ["frobnicate"], []], ids=["bad-choice", "bad-command", "no-command"])
+def test_bad_command_line_is_one_line(run_cli, argv):
+    result = run_cli(*argv)
+    assert result.code == 2
+    assert result.error_line().startswith("pixloom: error:")
+
+
+def test_list_with_a_broken_plugins_dir(run_cli, files):
+    result = run_cli("list", "--plugins-dir", files.path("broken-plugins"))
+    assert result.code == 2
+    assert "broken_loss.py" in result.error_line()
+
+
+# ---------------------------------------------------------------- in a real process
+
+@pytest.mark.parametrize("argv,expected", [
+    (lambda f: ["render", f.path("malformed.yaml")], "malformed YAML"),
+    (lambda f: ["render", f.preset, "generator.name=vqganx"], "available: pixel"),
+    (lambda f: ["render", f.preset, "--plugins-dir", f.path("broken-plugins")], "syntax error"),
+], ids=["malformed-yaml", "unknown-plugin", "plugins-dir-syntax-error"])
+def test_subprocess_exit_code_and_single_stderr_line(run_cli_subprocess, files, argv, expected):
+    result = run_cli_subprocess(*argv(files))
+    assert result.code == 2
+    assert expected in result.error_line()
+    assert result.out == ""
+
+
+# ---------------------------------------------------------------- a plugin that raises
+
+RAISING_PLUGIN = '''
+from pixloom.hookspecs import hookimpl
+
+@hookimpl
+def {hook}({args}):
+    raise ValueError("the flux capacitor is empty")
+'''
+
+
+@pytest.fixture
+def raising_plugin(tmp_path):
+    def make(hook: str, args: str) -> Path:
+        folder = tmp_path / f"raising-{hook}"
+        folder.mkdir()
+        (folder / "flux.py").write_text(RAISING_PLUGIN.format(hook=hook, args=args), encoding="utf-8")
+        return folder
+
+    return make
+
+
+@pytest.mark.parametrize("hook,args", [("pixloom_run_start", "state"), ("pixloom_step", "state"),
+                                       ("pixloom_run_end", "state, result")])
+def test_plugin_raising_in_a_hook_names_plugin_and_hook(run_cli, files, raising_plugin, hook, args):
+    folder = raising_plugin(hook, args)
+    result = run_cli("render", files.preset, "--plugins-dir", folder)
+    assert result.code == 3, result.err
+    line = result.error_line()
+    assert line.startswith("pixloom: error: plugin ")
+    assert "flux.py" in line and f"hook {hook}" in line
+    assert "ValueError: the flux capacitor is empty" in line
+
+
+def test_plugin_raising_in_a_registration_hook(run_cli, raising_plugin):
+    folder = raising_plugin("pixloom_register_losses", "")
+    result = run_cli("list", "--plugins-dir", folder)
+    assert result.code == 3
+    line = result.error_line()
+    assert "flux.py" in line and "pixloom_register_losses" in line
+
+
+LOSS_RAISING = '''
+from dataclasses import dataclass
+from pixloom.hookspecs import hookimpl
+from pixloom.interfaces import Loss
+
+class Broken(Loss):
+    """Raises in forward."""
+    name = "broken"
+    def forward(self, inputs):
+        raise RuntimeError("division by cucumber")
+
+@hookimpl
+def pixloom_register_losses():
+    return [Broken]
+'''
+
+
+def test_loss_raising_in_forward_names_the_loss(run_cli, files, tmp_path):
+    folder = tmp_path / "broken-loss"
+    folder.mkdir()
+    (folder / "broken.py").write_text(LOSS_RAISING, encoding="utf-8")
+    result = run_cli("render", files.preset, "--plugins-dir", folder, "losses.1.name=broken")
+    assert result.code == 3
+    line = result.error_line()
+    assert "broken" in line and "forward" in line and "division by cucumber" in line
+
+
+def test_debug_shows_the_traceback_in_a_subprocess(run_cli, run_cli_subprocess, files, raising_plugin):
+    folder = raising_plugin("pixloom_step", "state")
+    plain = run_cli("render", files.preset, "--plugins-dir", folder, "output.plugins=[]")
+    debug = run_cli_subprocess("render", files.preset, "--plugins-dir", folder, "output.plugins=[]", "--debug")
+    assert plain.code == debug.code == 3
+    assert "Traceback (most recent call last)" in debug.err
+    assert "flux.py" in debug.err and 'raise ValueError("the flux capacitor is empty")' in debug.err
+    assert debug.err.rstrip().splitlines()[-1] == plain.error_line()
+
+
+def test_debug_shows_the_traceback_of_a_preset_error(run_cli, files):
+    result = run_cli("render", files.preset, "generator.name=nope", "--debug")
+    assert result.code == 2
+    assert "Traceback (most recent call last)" in result.err
+    assert result.err.rstrip().splitlines()[-1].startswith("pixloom: error:")
+
+
+def test_all_losses_weighted_zero_is_a_one_line_error(run_cli, files):
+    """Nothing to optimise is the user's mistake: exit code 2, not an internal error."""
+    result = run_cli("render", files.preset, "losses.0.weight=0", "losses.1.weight=0")
+    assert result.code == 2, result.err
+    assert "weight" in result.error_line()

@@ -1,9 +1,12 @@
 """Loading CLIP models through OpenAI's own ``build_model``.
 
-Two kinds of file load here today: pixloom's .safetensors (the embedded models:
-a CLIP state dict plus ``pixloom.tokenizer`` and ``pixloom.normalize`` metadata)
-and a plain state dict saved with ``torch.save`` (loaded with weights_only=True,
-so nothing is unpickled beyond tensors).
+Three kinds of file load here: pixloom's .safetensors (the embedded models:
+a CLIP state dict plus ``pixloom.tokenizer`` and ``pixloom.normalize`` metadata),
+a plain state dict saved with ``torch.save`` (loaded with weights_only=True,
+so nothing is unpickled beyond tensors), and OpenAI's published ``.pt`` files
+(TorchScript archives, which run their own code when loaded: only when their
+sha256 matches the registry or the user trusts them; see pixloom.checkpoints).
+A registry name (``ViT-B/32``, ``RN50``...) is fetched into the cache when missing.
 """
 from __future__ import annotations
 
@@ -39,11 +42,13 @@ def build_clip(state_dict: dict, source: str) -> torch.nn.Module:
     return model.float().eval()
 
 
-def load_clip(name: str) -> LoadedClip:
-    """An embedded model name or a CLIP file path -> model, tokenizer and normalisation."""
+def load_clip(name: str, trust: bool = False) -> LoadedClip:
+    """An embedded model name, a registry name (OpenAI's ``ViT-B/32``...) or a CLIP
+    file path -> model, tokenizer and normalisation. ``trust`` allows loading a
+    file that runs code (a TorchScript .pt no published hash vouches for)."""
     from .tokenizers import BPETokenizer, tokenizer_from_config
 
-    path = resolve_model_file(name)
+    path = _registry_path(name) or resolve_model_file(name)
     if path.suffix == ".safetensors":
         loaded = read_safetensors(path)
         meta = loaded.metadata
@@ -53,17 +58,29 @@ def load_clip(name: str) -> LoadedClip:
         tok_cfg = meta.get("tokenizer") or {"type": "bpe", "context_length": model.context_length}
         norm = meta.get("normalize") or {"mean": OPENAI_MEAN, "std": OPENAI_STD}
         return LoadedClip(model, tokenizer_from_config(tok_cfg), tuple(norm["mean"]), tuple(norm["std"]), str(path))
-    state = _torch_state_dict(path)
+    state = _torch_state_dict(path, trust)
     model = build_clip(state, str(path))
     return LoadedClip(model, BPETokenizer(model.context_length), OPENAI_MEAN, OPENAI_STD, str(path))
 
 
-def _torch_state_dict(path: Path) -> dict:
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot load it safely as a state dict ({first[:200]})") from exc
+def _registry_path(name: str) -> Path | None:
+    """The cached file of a registry CLIP (downloaded when missing), or None for other names."""
+    from . import checkpoints
+    from .models import embedded_models
+
+    if name in embedded_models() or Path(name).expanduser().exists():
+        return None
+    known = checkpoints.find_model(name, "clip")
+    return checkpoints.ensure_model(known)["weights"] if known is not None else None
+
+
+def _torch_state_dict(path: Path, trust: bool = False) -> dict:
+    from . import checkpoints
+
+    if checkpoints.is_torchscript(path):
+        obj = checkpoints.load_torchscript_state_dict(path, what="CLIP model", trust=trust)
+    else:
+        obj = checkpoints.load_torch_file(path, what="CLIP model", trust=trust)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

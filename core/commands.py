@@ -74,6 +74,10 @@ def cmd_evaluate(args) -> int:
 
 def add_commands(sub, common) -> None:
     """Add the extra subcommands to the ``pixloom`` parser."""
+    from .models_cli import add_models_command
+
+    add_models_command(sub, common)
+
     p = sub.add_parser("score", parents=[common], help="CLIP similarity of images to captions")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--text", action="append", required=True, help="a caption (repeatable)")

@@ -1,0 +1,138 @@
+"""Generator ``dalle``: logits over a dVAE codebook, Gumbel-softmax tokens, DALL-E decoder."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+import pixloom
+from pixloom.hookspecs import hookimpl
+from pixloom.images import load_image
+from pixloom.interfaces import Generator
+
+
+@dataclass
+class DalleParams:
+    model: str = "shapes-dvae"  # embedded name, registry name (openai-dvae), .safetensors or decoder .pkl
+    encoder: Optional[str] = None  # the encoder .pkl beside a decoder .pkl (init from an image only)
+    init: str = "random"  # random (random logits) | image (init_image through the encoder)
+    init_image: Optional[str] = None
+    init_scale: float = 1.0  # std of the random initial logits
+    temperature: float = 1.0  # Gumbel-softmax temperature at the first step
+    final_temperature: float = 0.1  # ... annealed geometrically to this at the last step
+    hard: bool = False  # straight-through one-hot tokens during steps (else soft mixtures)
+    noise: bool = True  # Gumbel noise during steps (off: plain softmax at the temperature)
+    trust: bool = False  # allow full unpickling of a model file no published hash vouches for
+
+    def __post_init__(self):
+        if self.init not in ("random", "image"):
+            raise ValueError(f"init: unknown init {self.init!r} (valid: random, image)")
+        if self.init == "image" and not self.init_image:
+            raise ValueError("init_image: init: image needs init_image (a file path)")
+        if self.temperature <= 0 or self.final_temperature <= 0:
+            raise ValueError("temperature: temperature and final_temperature must be positive")
+        if self.init_scale < 0:
+            raise ValueError(f"init_scale: must not be negative (got {self.init_scale})")
+
+
+class DalleGenerator(Generator):
+    """A grid of token logits decoded by a DALL-E dVAE decoder.
+
+    During a step (after ``before_step``) every cell's tokens are a Gumbel-softmax
+    sample at the step's temperature (annealed from ``temperature`` to
+    ``final_temperature``), soft or straight-through ``hard``. Outside steps, and
+    in ``to_image()``, the tokens are the argmax of the logits (no noise), with a
+    straight-through gradient. The token grid is ceil(size / 8); the decoded image
+    is centre-cropped to size.
+    """
+
+    name = "dalle"
+    version = pixloom.__version__
+    Params = DalleParams
+
+    def __init__(self, params: DalleParams, ctx):
+        super().__init__(params, ctx)
+        from pixloom.dvae import load_dvae
+
+        model = load_dvae(params.model, params.encoder, trust=params.trust, resolve=ctx.resolve_path,
+                          need_encoder=True)
+        object.__setattr__(self, "model", model.eval().requires_grad_(False))  # frozen: not in state_dict
+        f = model.factor
+        self.grid = (max(1, math.ceil(self.height / f)), max(1, math.ceil(self.width / f)))
+        rng = torch.Generator().manual_seed(ctx.seed)
+        logits = torch.randn(1, model.vocab_size, *self.grid, generator=rng) * params.init_scale
+        self.logits = torch.nn.Parameter(logits)
+        self.tau = float(params.temperature)
+        self._sampling = False
+        if params.init == "image":
+            self.init_from_image(load_image(ctx.resolve_path(params.init_image), (self.width, self.height)))
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self.model._apply(fn)
+        return self
+
+    def _crop(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        top, left = (h - self.height) // 2, (w - self.width) // 2
+        return image[..., top: top + self.height, left: left + self.width]
+
+    def temperature_at(self, step: int, total_steps: int) -> float:
+        t0, t1 = self.params.temperature, self.params.final_temperature
+        frac = step / max(1, total_steps - 1)
+        return t0 * (t1 / t0) ** min(1.0, max(0.0, frac))
+
+    def before_step(self, step: int, total_steps: int) -> None:
+        self.tau = self.temperature_at(step, total_steps)
+        self._sampling = True
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self._sampling = False
+
+    def _tokens(self) -> torch.Tensor:
+        logits = self.logits
+        if self._sampling:
+            if self.params.noise:  # Gumbel noise from torch's global CPU RNG: seeded, resumable
+                u = torch.rand(logits.shape).clamp_(1e-9, 1 - 1e-9).to(logits.device)
+                logits = logits - torch.log(-torch.log(u))
+            soft = F.softmax(logits / self.tau, dim=1)
+            if not self.params.hard:
+                return soft
+        else:
+            soft = F.softmax(logits / self.tau, dim=1)
+        hard = F.one_hot(soft.argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
+        return hard + soft - soft.detach()
+
+    def synth(self) -> torch.Tensor:
+        return self._crop(self.model.decode(self._tokens()))
+
+    @torch.no_grad()
+    def to_image(self) -> torch.Tensor:
+        sampling, self._sampling = self._sampling, False
+        try:
+            return self.synth().detach()
+        finally:
+            self._sampling = sampling
+
+    @torch.no_grad()
+    def tokens(self) -> torch.Tensor:
+        """[h, w] argmax token indices."""
+        return self.logits.argmax(1)[0]
+
+    @torch.no_grad()
+    def init_from_image(self, image: torch.Tensor) -> None:
+        f = self.model.factor
+        size = (self.grid[0] * f, self.grid[1] * f)
+        image = image.to(self.logits.device, torch.float32)
+        if image.shape[-2:] != size:
+            image = F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+        self.logits.copy_(self.model.encode_logits(image))
+
+
+@hookimpl
+def pixloom_register_generators():
+    return [DalleGenerator]

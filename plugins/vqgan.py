@@ -1,0 +1,133 @@
+"""Generator ``vqgan``: a VQGAN latent, snapped to the codebook, decoded (VQGAN+CLIP)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+import pixloom
+from pixloom.hookspecs import hookimpl
+from pixloom.images import load_image
+from pixloom.interfaces import Generator
+
+
+@dataclass
+class VQGANParams:
+    model: str = "shapes-vqgan"  # embedded name, registry name, .safetensors, or a taming config .yaml
+    checkpoint: Optional[str] = None  # the .ckpt of a taming config (default: same name beside it)
+    init: str = "random"  # random (random codebook entries) | image (init_image through the encoder)
+    init_image: Optional[str] = None
+    init_noise: float = 0.0  # std of noise added to the initial latent, in codebook units
+    trust: bool = False  # allow full unpickling of a checkpoint no published hash vouches for
+
+    def __post_init__(self):
+        if self.init not in ("random", "image"):
+            raise ValueError(f"init: unknown init {self.init!r} (valid: random, image)")
+        if self.init == "image" and not self.init_image:
+            raise ValueError("init_image: init: image needs init_image (a file path)")
+        if self.init_noise < 0:
+            raise ValueError(f"init_noise: must not be negative (got {self.init_noise})")
+
+
+class _ClampInward(torch.autograd.Function):
+    """clamp(x, 0, 1) whose gradient still flows where it would move x back into range."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        outside = x - x.clamp(0, 1)  # > 0 above, < 0 below
+        return grad * ((grad * outside) >= 0)
+
+
+def snap(z: torch.Tensor, codebook: torch.Tensor):
+    """Nearest codebook entry for every cell of z [1, D, h, w], with a straight-through
+    gradient (forward: the entry; backward: as if the identity). Returns (z_q, indices)."""
+    flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+    dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)[None]
+    idx = dist.argmin(1)
+    z_q = codebook[idx].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+    return z + (z_q - z).detach(), idx.view(z.shape[0], z.shape[2], z.shape[3])
+
+
+class VQGANGenerator(Generator):
+    """A VQGAN latent grid optimised through the frozen decoder (the VQGAN+CLIP method).
+
+    Every cell of the latent is snapped to its nearest codebook vector (gradient
+    passed straight through), the decoder turns the snapped grid into the image,
+    and after each step the latent is clamped to the codebook's range. ``model``
+    names the embedded ``shapes-vqgan``, a registry model (``imagenet_f16_16384``,
+    fetched into the cache) or a taming config .yaml with its ``checkpoint``.
+    The latent grid is ceil(size / f); the decoded image is centre-cropped to size.
+    """
+
+    name = "vqgan"
+    version = pixloom.__version__
+    Params = VQGANParams
+
+    def __init__(self, params: VQGANParams, ctx):
+        super().__init__(params, ctx)
+        from pixloom.vqgan import load_vqgan
+
+        model = load_vqgan(params.model, params.checkpoint, trust=params.trust, resolve=ctx.resolve_path)
+        object.__setattr__(self, "model", model.eval().requires_grad_(False))  # frozen: not in state_dict
+        f = model.factor
+        self.grid = (max(1, math.ceil(self.height / f)), max(1, math.ceil(self.width / f)))
+        book = model.codebook.detach()
+        self.register_buffer("z_min", book.min(0).values.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("z_max", book.max(0).values.view(1, -1, 1, 1), persistent=False)
+        rng = torch.Generator().manual_seed(ctx.seed)
+        idx = torch.randint(book.shape[0], (self.grid[0] * self.grid[1],), generator=rng)
+        z = book[idx].t().reshape(1, -1, *self.grid).clone()
+        if params.init_noise > 0:
+            scale = (self.z_max - self.z_min) / 2
+            z = z + torch.randn(z.shape, generator=rng) * params.init_noise * scale
+        self.z = torch.nn.Parameter(z.clamp(self.z_min, self.z_max))
+        if params.init == "image":
+            self.init_from_image(load_image(ctx.resolve_path(params.init_image), (self.width, self.height)))
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self.model._apply(fn)  # .to(device) moves the frozen model too
+        return self
+
+    def _crop(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        top, left = (h - self.height) // 2, (w - self.width) // 2
+        return image[..., top: top + self.height, left: left + self.width]
+
+    def synth(self) -> torch.Tensor:
+        z_q, _ = snap(self.z, self.model.codebook)
+        image = self.model.decode(z_q).add(1).div(2)
+        return _ClampInward.apply(self._crop(image))
+
+    @torch.no_grad()
+    def tokens(self) -> torch.Tensor:
+        """[h, w] codebook indices of the current latent."""
+        return snap(self.z, self.model.codebook)[1][0]
+
+    @torch.no_grad()
+    def init_from_image(self, image: torch.Tensor) -> None:
+        f = self.model.factor
+        size = (self.grid[0] * f, self.grid[1] * f)
+        image = image.to(self.z.device, torch.float32)
+        if image.shape[-2:] != size:
+            image = F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+        z = self.model.encode_latent(image * 2 - 1)
+        self.z.copy_(z.clamp(self.z_min, self.z_max))
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self.z.copy_(self.z.clamp(self.z_min, self.z_max))
+
+
+@hookimpl
+def pixloom_register_generators():
+    return [VQGANGenerator]

@@ -1,0 +1,210 @@
+"""The dalle generator and the dVAE loaders: pixloom's .safetensors, OpenAI's
+published format (whole pickled dall_e modules), and the generator's contract."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pixloom.dvae import DVAEConfig, load_dvae, make_decoder, make_encoder
+from pixloom.errors import CheckpointError
+from pixloom.interfaces import BuildContext
+from pixloom.models import embedded_models
+from pixloom.plugins.dalle import DalleGenerator, DalleParams
+from tiny_token_models import TINY_DVAE, registering_dir, save_tiny_dvae, tiny_dvae
+
+W, H = 40, 32
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> Path:
+    return save_tiny_dvae(tmp_path_factory.mktemp("dvae") / "tiny-dvae.safetensors")
+
+
+def ctx(tmp_path, seed=0, size=(W, H)) -> BuildContext:
+    return BuildContext(size=size, device=torch.device("cpu"), seed=seed, out_dir=tmp_path, preset_dir=tmp_path)
+
+
+def make(path, tmp_path, seed=0, size=(W, H), **params) -> DalleGenerator:
+    return DalleGenerator(DalleParams(model=str(path), **params), ctx(tmp_path, seed, size))
+
+
+# ------------------------------------------------------------------ loaders
+
+def test_safetensors_round_trip(tiny_path):
+    model = tiny_dvae()
+    loaded = load_dvae(str(tiny_path))
+    assert loaded.encoder is not None and loaded.factor == 8
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_published_pickles_load_without_running_them(tmp_path):
+    """OpenAI ships encoder.pkl / decoder.pkl as whole pickled modules: they are read
+    with stand-ins for the module classes and rebuilt, with no trust needed."""
+    config = DVAEConfig(**TINY_DVAE)
+    torch.manual_seed(3)
+    encoder, decoder = make_encoder(config), make_decoder(config)
+    torch.save(encoder, tmp_path / "encoder.pkl")
+    torch.save(decoder, tmp_path / "decoder.pkl")
+    loaded = load_dvae(str(tmp_path / "decoder.pkl"))  # finds encoder.pkl beside it
+    assert loaded.config == config
+    tokens = F.one_hot(torch.randint(512, (1, 4, 5)), 512).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        assert torch.allclose(loaded.decoder(tokens), decoder(tokens))
+        image = torch.rand(1, 3, 32, 40)
+        assert torch.allclose(loaded.encode_logits(image), encoder(0.8 * image + 0.1), atol=1e-5)
+
+
+def test_pickles_that_need_full_unpickling_need_trust(tmp_path):
+    decoder = make_decoder(DVAEConfig(**TINY_DVAE))
+    path = tmp_path / "decoder.pkl"
+    torch.save(decoder, path, _use_new_zipfile_serialization=False)  # the legacy format stores class source
+    with pytest.raises(CheckpointError, match="refused.*trust: true"):
+        load_dvae(str(path), need_encoder=False)
+    loaded = load_dvae(str(path), need_encoder=False, trust=True)
+    assert loaded.encoder is None
+    with pytest.raises(CheckpointError, match="without its encoder"):
+        loaded.encode_logits(torch.rand(1, 3, 8, 8))
+
+
+def test_mismatched_encoder_and_decoder(tmp_path):
+    torch.save(make_decoder(DVAEConfig(**TINY_DVAE)), tmp_path / "decoder.pkl")
+    torch.save(make_encoder(DVAEConfig(**dict(TINY_DVAE, vocab_size=1024))), tmp_path / "encoder.pkl")
+    with pytest.raises(CheckpointError, match="do not match.*vocab_size"):
+        load_dvae(str(tmp_path / "decoder.pkl"))
+
+
+def test_a_pickle_of_something_else_is_refused(tmp_path):
+    torch.save({"blocks": 1}, tmp_path / "decoder.pkl")
+    with pytest.raises(CheckpointError, match="not a dall_e decoder"):
+        load_dvae(str(tmp_path / "decoder.pkl"), need_encoder=False)
+
+
+def test_unknown_and_offline_registry(monkeypatch, tmp_path):
+    with pytest.raises(CheckpointError, match="unknown dVAE model 'nope'.*openai-dvae"):
+        load_dvae("nope")
+    monkeypatch.setenv("PIXLOOM_HOME", str(tmp_path))
+    monkeypatch.setenv("PIXLOOM_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="decoder.pkl is not in the cache.*put it at"):
+        load_dvae("openai-dvae")
+
+
+# ------------------------------------------------------------------ the generator
+
+def test_contract_shape_range_gradient_and_state(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path)
+    image = gen.synth()
+    assert image.shape == (1, 3, H, W) and image.dtype == torch.float32
+    assert image.min() >= 0 and image.max() <= 1
+    (image * torch.rand(image.shape, generator=torch.Generator().manual_seed(0))).sum().backward()
+    assert gen.logits.grad is not None and gen.logits.grad.abs().sum() > 0
+    assert list(gen.state_dict()) == ["logits"]
+    assert gen.logits.shape == (1, 512, 4, 5)
+
+
+def test_to_image_is_the_argmax_decoding_and_equals_synth_outside_steps(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path)
+    one_hot = F.one_hot(gen.logits.argmax(1), 512).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        expected = gen.model.decode(one_hot)
+    assert torch.allclose(gen.to_image(), expected)
+    assert torch.allclose(gen.to_image(), gen.synth().detach())
+
+
+def test_steps_sample_with_noise_and_a_seeded_schedule(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, temperature=2.0, final_temperature=0.5)
+    assert gen.temperature_at(0, 11) == pytest.approx(2.0)
+    assert gen.temperature_at(10, 11) == pytest.approx(0.5)
+    assert gen.temperature_at(5, 11) == pytest.approx(1.0)
+    torch.manual_seed(0)
+    gen.before_step(0, 11)
+    a = gen.synth().detach()
+    b = gen.synth().detach()
+    assert not torch.equal(a, b)  # fresh Gumbel noise each draw
+    torch.manual_seed(0)
+    assert torch.equal(gen.synth().detach(), a)  # ... from torch's seeded RNG
+    assert not torch.equal(a, gen.to_image())
+    gen.after_step()
+    assert torch.equal(gen.synth().detach(), gen.to_image())
+
+
+def test_hard_tokens_are_one_hot_with_gradients(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, hard=True)
+    gen.before_step(0, 4)
+    tokens = gen._tokens()
+    one_hot = F.one_hot(tokens.detach().argmax(1), 512).permute(0, 3, 1, 2).float()
+    assert torch.allclose(tokens.detach(), one_hot, atol=1e-6)
+    gen.synth().mean().backward()
+    assert gen.logits.grad.abs().sum() > 0
+
+
+def test_same_seed_same_image(tiny_path, tmp_path):
+    a, b, c = make(tiny_path, tmp_path, seed=4), make(tiny_path, tmp_path, seed=4), make(tiny_path, tmp_path, seed=5)
+    assert torch.equal(a.synth(), b.synth()) and not torch.equal(a.logits, c.logits)
+
+
+def test_init_from_image_is_the_encoders_logits(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path)
+    image = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(1))
+    gen.init_from_image(image)
+    with torch.no_grad():
+        assert torch.allclose(gen.logits.detach(), gen.model.encode_logits(image))
+    assert gen.logits.requires_grad
+
+
+def test_sizes_not_multiple_of_8_are_cropped(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, size=(45, 33))
+    assert gen.grid == (5, 6) and gen.synth().shape == (1, 3, 33, 45)
+
+
+def test_params_are_checked():
+    for bad, match in [({"init": "noise"}, "init"), ({"init": "image"}, "init_image"),
+                       ({"temperature": 0.0}, "temperature"), ({"init_scale": -1.0}, "init_scale")]:
+        with pytest.raises(ValueError, match=match):
+            DalleParams(**bad)
+
+
+def test_one_adam_step_changes_the_image(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path)
+    opt = torch.optim.Adam([gen.logits], lr=0.05)
+    before = gen.to_image()
+    torch.manual_seed(0)
+    gen.before_step(0, 2)
+    F.mse_loss(gen.synth(), torch.full((1, 3, H, W), 0.5)).backward()
+    opt.step()
+    gen.after_step()
+    assert not torch.equal(before, gen.to_image())
+
+
+def test_renders_through_the_loop(tiny_path, tiny_preset, tmp_path):
+    from pixloom.api import render
+
+    tiny_preset["generator"] = {"name": "dalle", "params": {"model": str(tiny_path)}}
+    tiny_preset["losses"] = tiny_preset["losses"][:1]
+    dirs = [registering_dir(tmp_path, "dalle")]
+    result = render(tiny_preset, plugins_dirs=dirs)
+    assert result.tensor.shape == (1, 3, 32, 32) and result.files
+    assert torch.equal(result.tensor, render(tiny_preset, plugins_dirs=dirs).tensor)
+
+
+# ------------------------------------------------------------------ the embedded model
+
+needs_embedded = pytest.mark.skipif("shapes-dvae" not in embedded_models(),
+                                    reason="plugins/weights/shapes-dvae.safetensors not trained yet")
+
+
+@needs_embedded
+def test_embedded_model_reconstructs_the_shapes_world(tmp_path):
+    from pixloom import world
+
+    images, _ = world.sample(8, torch.Generator().manual_seed(99))
+    gen = DalleGenerator(DalleParams(), ctx(tmp_path, size=(64, 64)))
+    errors = []
+    for image in images:
+        gen.init_from_image(image[None])
+        errors.append(F.mse_loss(gen.to_image(), image[None]).item())
+    assert sum(errors) / len(errors) < 0.02

@@ -1,0 +1,173 @@
+"""Train the embedded dVAE (OpenAI's dall_e Encoder and Decoder) on the shapes world.
+
+    python -m pixloom.training.dvae --out plugins/weights/shapes-dvae.safetensors \\
+        --seed 0 --minutes 15
+
+The classes' smallest sizes (n_hid 64, one block a group, 512 tokens); four
+groups, so a 64 px image is 8 x 8 tokens. Training follows the DALL-E recipe in
+small: the encoder's logits become tokens by a Gumbel-softmax relaxation whose
+temperature anneals from ``--tau-start`` to ``--tau-end``; late in the run part
+of each batch is decoded from straight-through one-hot tokens, as a render's
+``to_image()`` decodes them. The decoder's first three channels give the image,
+``unmap_pixels(sigmoid(x[:, :3]))``; the loss is L1 + MSE on that image, an L1
+loss on its gradients, a small logit-Laplace likelihood (which also trains the
+three scale channels) and a small KL to the uniform prior over tokens (the
+codebook stays in use).
+
+With ``--steps`` only, a run is deterministic for a given machine and thread
+count; ``--minutes`` is a hard budget. The weights are written as .safetensors
+(``encoder.*`` / ``decoder.*`` keys of the dall_e classes, config in
+``pixloom.config``), with a preview PNG of held-out images over their argmax
+reconstructions.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..dvae import DVAE, FORMAT, DVAEConfig
+from ..models import write_safetensors
+from . import autoencoding as ae
+from .vqgan import grad_l1
+
+ARCH = {"vocab_size": 512, "n_hid": 64, "n_blk_per_group": 1, "n_init": 64}
+_EPS = 0.1  # dall_e's logit_laplace_eps
+
+
+def tokens_from(logits: torch.Tensor, tau: float, g: torch.Generator, hard: torch.Tensor) -> torch.Tensor:
+    """Gumbel-softmax tokens; rows flagged ``hard`` are straight-through one-hot."""
+    u = torch.rand(logits.shape, generator=g).clamp_(1e-9, 1 - 1e-9)
+    soft = F.softmax((logits - torch.log(-torch.log(u))) / tau, dim=1)
+    if not bool(hard.any()):
+        return soft
+    one_hot = F.one_hot(soft.argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
+    st = one_hot + soft - soft.detach()
+    return torch.where(hard[:, None, None, None], st, soft)
+
+
+def logit_laplace_nll(stats: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel negative log-likelihood of x (0..1) under the decoder's logit-Laplace."""
+    mu, ln_b = stats[:, :3], stats[:, 3:6].clamp(-6, 4)
+    xm = (1 - 2 * _EPS) * x + _EPS
+    y = torch.log(xm) - torch.log1p(-xm)
+    return ((y - mu).abs() * torch.exp(-ln_b) + ln_b + math.log(2) + torch.log(xm * (1 - xm))).mean()
+
+
+def kl_uniform(logits: torch.Tensor) -> torch.Tensor:
+    logq = F.log_softmax(logits, dim=1)
+    return (logq.exp() * logq).sum(1).mean() + math.log(logits.shape[1])
+
+
+@torch.no_grad()
+def evaluate(model: DVAE, images: torch.Tensor, chunk: int = 64) -> dict:
+    model.eval()
+    recons, codes = [], []
+    for i in range(0, len(images), chunk):
+        logits = model.encode_logits(images[i: i + chunk])
+        idx = logits.argmax(1)
+        one_hot = F.one_hot(idx, model.vocab_size).permute(0, 3, 1, 2).float()
+        recons.append(model.decode(one_hot))
+        codes.append(idx.flatten())
+    recon = torch.cat(recons)
+    codes = torch.cat(codes)
+    counts = torch.bincount(codes, minlength=model.vocab_size).float()
+    p = counts / counts.sum()
+    perplexity = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+    mse = float(F.mse_loss(recon, images))
+    return {"mse": round(mse, 6), "psnr": round(ae.psnr(mse), 2), "l1": round(float((recon - images).abs().mean()), 5),
+            "codes_used": int((counts > 0).sum()), "perplexity": round(perplexity, 1), "recon": recon}
+
+
+def train(args) -> dict:
+    from dall_e import unmap_pixels
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    config = DVAEConfig(**dict(ARCH, vocab_size=args.vocab))
+    model = DVAE(config).train().requires_grad_(True)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"dvae f={config.factor}, {config.vocab_size} tokens: {n_params / 1e6:.2f}M parameters, "
+          f"threads {args.threads}, batch {args.batch}", flush=True)
+    budget = ae.Budget(args.steps, args.minutes)
+    ema = None
+    while not budget.done():
+        progress = budget.progress()
+        lr = ae.lr_at(progress, args.lr, args.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        tau = args.tau_start * (args.tau_end / args.tau_start) ** min(1.0, progress / 0.8)
+        kl_w = args.kl * min(1.0, progress / 0.2)
+        x = ae.batch(args.batch, g, args.mosaic)
+        logits = model.encode_logits(x)
+        hard = torch.rand(args.batch, generator=g) < (args.hard if progress > 0.5 else 0.0)
+        stats = model.decode_stats(tokens_from(logits, tau, g, hard))
+        rec = unmap_pixels(torch.sigmoid(stats[:, :3]))
+        rec_loss = (rec - x).abs().mean() + F.mse_loss(rec, x)
+        loss = (rec_loss + args.edge * grad_l1(rec, x) + args.nll * logit_laplace_nll(stats, x)
+                + kl_w * kl_uniform(logits))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        budget.step += 1
+        value = float(rec_loss.detach())
+        ema = value if ema is None else 0.95 * ema + 0.05 * value
+        if budget.step % args.log_every == 0 or budget.step == 1:
+            print(f"step {budget.step} rec {value:.4f} ema {ema:.4f} tau {tau:.3f} lr {lr:.2e} "
+                  f"elapsed {budget.elapsed_min():.2f} min", flush=True)
+    images = ae.eval_images(args.eval_n)
+    result = evaluate(model, images)
+    recon = result.pop("recon")
+    meta = {
+        "format": FORMAT,
+        "config": config.to_dict(),
+        "description": (f"A tiny DALL-E dVAE (dall_e Encoder/Decoder, {config.vocab_size} tokens, f={config.factor}) "
+                        f"trained on pixloom's shapes world by pixloom.training.dvae, seed {args.seed}."),
+        "training": {"seed": args.seed, "steps": budget.step, "max_steps": args.steps,
+                     "minutes": round(budget.elapsed_min(), 2), "max_minutes": args.minutes,
+                     "time_capped": budget.time_capped, "batch": args.batch, "lr": args.lr,
+                     "tau": [args.tau_start, args.tau_end], "threads": args.threads, "parameters": n_params,
+                     **ae.machine()},
+        "eval": {"images": args.eval_n, "seed": ae.EVAL_SEED, "tokens": "argmax", **result},
+    }
+    write_safetensors(out, model.state_dict(), meta)
+    preview = Path(args.preview) if args.preview else out.with_suffix(".preview.png")
+    ae.save_preview(preview, images, recon)
+    print(f"done: {budget.step} steps in {budget.elapsed_min():.1f} min; held-out mse {result['mse']} "
+          f"(psnr {result['psnr']} dB), {result['codes_used']}/{config.vocab_size} tokens used, "
+          f"perplexity {result['perplexity']}; wrote {out} and {preview}", flush=True)
+    return meta
+
+
+def parse_args(argv: Optional[list] = None):
+    p = argparse.ArgumentParser(prog="python -m pixloom.training.dvae", description=__doc__.splitlines()[0])
+    ae.common_args(p, batch_size=32, lr=1e-3)
+    p.add_argument("--vocab", type=int, default=ARCH["vocab_size"], help="number of tokens (>= 512)")
+    p.add_argument("--tau-start", type=float, default=1.0)
+    p.add_argument("--tau-end", type=float, default=1 / 16)
+    p.add_argument("--hard", type=float, default=0.5, help="fraction of straight-through one-hot rows late in the run")
+    p.add_argument("--kl", type=float, default=0.01, help="weight of the KL to the uniform token prior")
+    p.add_argument("--nll", type=float, default=0.02, help="weight of the logit-Laplace likelihood")
+    p.add_argument("--edge", type=float, default=0.5, help="weight of the image-gradient L1 loss")
+    args = p.parse_args(argv)
+    ae.check_args(p, args)
+    return args
+
+
+def main(argv: Optional[list] = None) -> int:
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,7 +50,8 @@ ANIMATION_SHORTCUTS = {
 @dataclass
 class AnimationResult(RenderResult):
     """What :func:`animate` returns: a :class:`pixloom.state.RenderResult` whose
-    ``image``/``tensor`` are the last frame, plus every frame."""
+    ``image``/``tensor`` are the last frame, ``history`` one row a frame (its last
+    step's losses) and ``steps`` the steps of all frames, plus every frame."""
 
     frames: list = field(default_factory=list)  # PIL images, one a frame
     frame_losses: list = field(default_factory=list)  # each frame's last step's losses

@@ -97,6 +97,9 @@ def parse_animation(block, source: str) -> Animation:
     if not isinstance(data, dict):
         raise PresetError(f"{source}: animation: must be a mapping of keys, not {type(data).__name__}")
     _check_keys(data, AnimationConfig, "", source)
+    for key, what in (("camera", "camera values"), ("settings", "{setting: number or keyframes}")):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise _bad(source, key, f"must be a mapping of {what}, not {type(data[key]).__name__}")
     if isinstance(data.get("camera"), dict):
         _check_keys(data["camera"], CameraConfig, "camera.", source)
     try:

@@ -192,8 +192,9 @@ def _saved(done: int, run_dir: Path) -> str:
 
 
 def _build(loaded: LoadedPreset, cfg, registry, animation: Animation, checkpoint, plugins_dirs) -> tuple:
-    """Build the run in its folder (a new one, or the checkpoint's); return (run, its cfg, info, frames).
-    A new folder that a bad preset leaves empty is removed again."""
+    """Build the run in its folder (a new one, or the checkpoint's); return (run, its cfg,
+    info, frames, last frame tensor or None). A new folder that a bad preset leaves
+    empty is removed again."""
     run_dir = checkpoint.run_dir if checkpoint else _new_run_dir(cfg)
     run_cfg = copy.deepcopy(cfg)
     run_cfg.output.dir = str(run_dir)
@@ -218,7 +219,7 @@ def _build(loaded: LoadedPreset, cfg, registry, animation: Animation, checkpoint
         }
         if checkpoint is None:
             save_state(run_dir, run.generator, info)
-            return run, run_cfg, info, []
+            return run, run_cfg, info, [], None
     except BaseException:
         if checkpoint is None and not any(run_dir.iterdir()):
             run_dir.rmdir()
@@ -226,7 +227,7 @@ def _build(loaded: LoadedPreset, cfg, registry, animation: Animation, checkpoint
     checkpoint.restore(run.generator)
     info.update(frames_done=checkpoint.frames_done, frame_losses=checkpoint.info.get("frame_losses", []),
                 steps=checkpoint.info.get("steps", 0))
-    return run, run_cfg, info, checkpoint.load_frames()
+    return run, run_cfg, info, checkpoint.load_frames(), checkpoint.last_frame
 
 
 def animate_loaded(loaded: LoadedPreset, pm, registry, *, progress=None, callbacks=(),
@@ -240,7 +241,7 @@ def animate_loaded(loaded: LoadedPreset, pm, registry, *, progress=None, callbac
     cfg = _with_first_prompts(loaded.cfg, animation, prompt_loss)
     check_settings(animation, cfg, source)
     seed = int(cfg.run.seed)
-    run, run_cfg, info, frames = _build(loaded, cfg, registry, animation, checkpoint, plugins_dirs)
+    run, run_cfg, info, frames, last = _build(loaded, cfg, registry, animation, checkpoint, plugins_dirs)
     run_dir, done = run.out_dir, info["frames_done"]
     settings = FrameSettings(run, run_cfg, animation, prompt_loss)
 
@@ -258,25 +259,25 @@ def animate_loaded(loaded: LoadedPreset, pm, registry, *, progress=None, callbac
             for frame in range(done, animation.frames):
                 frame_run, frame_cfg = settings.apply(frame)
                 seed_everything(frame_seed(seed, frame))
-                if frame > 0:
-                    moved = apply_move(run.generator.to_image(), animation.move(frame))
+                if frame > 0:  # the last frame as it was saved, not re-synthesised: exact on resume
+                    moved = apply_move(last.to(run.device), animation.move(frame))
                     run.generator.init_from_image(moved)
                 steps = animation.steps_for(frame)
                 state = initial_state(frame_run, frame_cfg, steps, frame=frame)
                 state.extra["animation"] = about
                 state, _ = optimize(frame_run, pm, frame_cfg, steps=steps, frame=frame, progress=show,
                                     callbacks=callbacks, guard=guard, state=state)
-                image = run.generator.to_image().float().cpu()
-                state.image = image
+                last = run.generator.to_image().float().cpu()
+                state.image = last
                 for out in run.outputs:
                     out.on_frame(state)
-                picture = to_pil(image)
+                picture = to_pil(last)
                 save_frame(run_dir, frame, picture)
                 frames.append(picture)
                 info["frame_losses"].append(dict(state.losses))
                 info["steps"] += state.step
                 info["frames_done"] = frame + 1
-                save_state(run_dir, run.generator, info)
+                save_state(run_dir, run.generator, info, last)
                 bar.set_postfix({k: f"{v:.4f}" for k, v in state.losses.items()}, refresh=False)
                 bar.update(1)
                 if guard.requested and frame + 1 < animation.frames:
@@ -292,8 +293,7 @@ def animate_loaded(loaded: LoadedPreset, pm, registry, *, progress=None, callbac
         raise RunError(f"frame {frame}: {exc}; {_saved(info['frames_done'], run_dir)}") from exc
     bar.close()
 
-    final = run.generator.to_image().float().cpu()
-    result = AnimationResult(image=frames[-1], tensor=final, history=list(info["frame_losses"]),
+    result = AnimationResult(image=frames[-1], tensor=last, history=list(info["frame_losses"]),
                              preset=run.resolved, seed=seed, steps=info["steps"],
                              plugins=run_plugin_versions(run), frames=frames,
                              frame_losses=list(info["frame_losses"]), fps=animation.fps,
@@ -301,7 +301,7 @@ def animate_loaded(loaded: LoadedPreset, pm, registry, *, progress=None, callbac
     for out in run.outputs:
         result.files.extend(out.on_end(state, result) or [])
     info["complete"] = True
-    save_state(run_dir, run.generator, info)
+    save_state(run_dir, run.generator, info, last)
     result.seconds = time.perf_counter() - started
     call_hook(pm, "pixloom_run_end", state=state, result=result)
     return result

@@ -1,16 +1,17 @@
 """What an animation saves after each frame so that an interrupted run goes on
 exactly where it stopped.
 
-A run's folder holds ``state/animation.safetensors`` (the generator's tensors,
-plus JSON metadata: the preset, how many frames are complete, each frame's
-losses) and ``state/frame-NNNNN.png`` (every complete frame, lossless: what the
+A run's folder holds ``state/animation.safetensors`` (the generator's tensors
+and the last complete frame as a float tensor, plus JSON metadata: the preset,
+how many frames are complete, each frame's losses) and ``state/frame-NNNNN.png`` (every complete frame, lossless: what the
 GIF, MP4 and contact-sheet outputs are given on resume). Each file is written
 under a temporary name and renamed, and the .safetensors file is written last,
 so it only ever counts frames whose files exist. Tensors and strings only:
 loading runs no code.
 
 No RNG state is saved: every frame re-seeds from (seed, frame index) and gets
-a fresh optimiser, so the generator's tensors are all a frame needs.
+a fresh optimiser, so the generator's tensors and the last frame (which the
+camera moves into the next one's start) are all a frame needs.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ VERSION = 1
 STATE_DIR = "state"
 STATE_FILE = "animation.safetensors"
 _META_KEY = "pixloom.animation"
+_GENERATOR = "generator."
+_LAST_FRAME = "last_frame"
 
 
 def state_path(run_dir: Path) -> Path:
@@ -43,11 +46,14 @@ def save_frame(run_dir: Path, index: int, image) -> Path:
     return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def save_state(run_dir: Path, generator, info: dict) -> Path:
-    """Write the generator's tensors and ``info`` (JSON) as one file, atomically."""
+def save_state(run_dir: Path, generator, info: dict, last_frame=None) -> Path:
+    """Write the generator's tensors, the last complete frame ([1, 3, H, W]) and
+    ``info`` (JSON) as one file, atomically."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    tensors = {_GENERATOR + k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    if last_frame is not None:
+        tensors[_LAST_FRAME] = last_frame.detach().float().cpu().contiguous()
     meta = {_META_KEY: json.dumps({"format": FORMAT, "version": VERSION, **info})}
     path = state_path(run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,9 +73,15 @@ class Checkpoint:
     def frames_done(self) -> int:
         return int(self.info["frames_done"])
 
+    @property
+    def last_frame(self):
+        """The last complete frame as saved (float, [1, 3, H, W]), or None before frame 0 is done."""
+        return self.tensors.get(_LAST_FRAME)
+
     def restore(self, generator) -> None:
+        state = {k[len(_GENERATOR):]: v for k, v in self.tensors.items() if k.startswith(_GENERATOR)}
         try:
-            generator.load_state_dict(self.tensors)
+            generator.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"--resume {self.path}: does not match this preset's generator ({first})") from exc

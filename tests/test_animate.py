@@ -205,3 +205,34 @@ def test_fixed_prompts_replace_the_keyframes(tiny_clip_path, tmp_path):
     result = animate(copy.deepcopy(preset), prompts=["a green square"], first_steps=1, steps=1)
     assert result.run_dir.name == "a-green-square.anim"
     assert result.preset.losses[0].params.prompts == ["a green square"]
+
+
+@pytest.mark.parametrize("generator", ["vqgan", "dalle"])
+def test_latent_generators_animate_and_resume_exactly(generator, tiny_clip_path, tmp_path_factory):
+    """A latent generator re-encodes each moved frame in ``init_from_image``;
+    nothing else about it is special, and resuming stays exact."""
+    from tiny_token_models import registering_dir, save_tiny_dvae, save_tiny_vqgan
+
+    models = tmp_path_factory.mktemp(generator)
+    model = (save_tiny_vqgan if generator == "vqgan" else save_tiny_dvae)(models / f"tiny-{generator}.safetensors")
+    plugins = [registering_dir(models, generator)]  # whether or not it is a default plugin yet
+
+    def preset(out):
+        data = tiny_animation(tiny_clip_path, out, frames=4)
+        data["generator"] = {"name": generator, "params": {"model": str(model)}}
+        data["output"]["plugins"] = ["gif"]
+        data["animation"].update(first_steps=3, steps=2)
+        return data
+
+    def ctrl_c_in_frame_2(state):
+        if state.frame == 2 and state.step == 1:
+            raise KeyboardInterrupt
+
+    whole = animate(preset(models / "whole"), plugins_dirs=plugins)
+    with pytest.raises(AnimationInterrupted):
+        animate(preset(models / "cut"), plugins_dirs=plugins, callbacks=[ctrl_c_in_frame_2])
+    resumed = animate(resume=models / "cut" / f"{STEM}.anim")  # the plugins dir is remembered
+    assert resumed.resumed_at == 2 and len(resumed.frames) == 4
+    for a, b in zip(resumed.frames, whole.frames):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert torch.equal(resumed.tensor, whole.tensor)

@@ -135,6 +135,11 @@ def train(args) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     tokenizer = WordTokenizer(world.words(), CONTEXT_LENGTH)
     model = build(args.arch, tokenizer.vocab_size)
+    if args.init:   # continue from a written model (its optimiser state is not kept)
+        from ..models import read_safetensors
+
+        model.load_state_dict(read_safetensors(Path(args.init)).state_dict)
+        print(f"initialised from {args.init}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
@@ -158,7 +163,7 @@ def train(args) -> dict:
             "steps": step, "max_steps": args.steps, "minutes": round((time.time() - t0) / 60, 2),
             "max_minutes": args.minutes, "batch": args.batch, "captions_per_image": args.captions,
             "lr": args.lr, "weight_decay": args.weight_decay, "warmup": args.warmup,
-            "threads": args.threads, "loss_ema": round(ema, 4) if ema is not None else None,
+            "threads": args.threads, "init": args.init, "loss_ema": round(ema, 4) if ema is not None else None,
             "time_capped": time_capped, "final": final, "parameters": n_params,
             "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         }
@@ -233,6 +238,7 @@ def parse_args(argv: Optional[list[str]] = None):
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=float, default=0.03, help="warmup, as a fraction of the run")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--init", help="start from the weights of this .safetensors file (same --arch)")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints (0: only at the end)")
     p.add_argument("--eval-n", type=int, default=2000, help="held-out images per question (0: no evaluation)")

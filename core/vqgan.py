@@ -46,6 +46,7 @@ class VQGANConfig:
     quantizer: str = "vq"  # vq (VectorQuantizer2) | gumbel (GumbelQuantize)
     beta: float = 0.25
     kl_weight: float = 1e-8  # gumbel only
+    norm_groups: int = 32  # taming's GroupNorm groups; pixloom's tiny models use fewer (see VQGAN)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -68,7 +69,8 @@ class VQGANConfig:
             dd = {k: _plain(v) for k, v in dict(data["ddconfig"]).items() if k in _DDCONFIG_KEYS}
             cfg = cls(ddconfig=dd, n_embed=int(data["n_embed"]), embed_dim=int(data["embed_dim"]),
                       quantizer=str(data.get("quantizer", "vq")), beta=float(data.get("beta", 0.25)),
-                      kl_weight=float(data.get("kl_weight", 1e-8)))
+                      kl_weight=float(data.get("kl_weight", 1e-8)),
+                      norm_groups=int(data.get("norm_groups", 32)))
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{source}: not a VQGAN model config (missing or bad {exc})") from exc
         for key in ("ch", "ch_mult", "num_res_blocks", "z_channels", "resolution", "in_channels", "out_ch"):
@@ -134,6 +136,16 @@ class VQGAN(nn.Module):
             self.quantize = VectorQuantizer2(config.n_embed, config.embed_dim, beta=config.beta)
         self.quant_conv = nn.Conv2d(config.z_channels, config.embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(config.embed_dim, config.z_channels, 1)
+        if config.norm_groups != 32:
+            # taming hard-codes GroupNorm(32 groups); a 32-channel tiny model would then
+            # normalise every channel alone and lose absolute colour. The group count is
+            # not in the state dict, so the layout stays VQModel's.
+            for m in self.modules():
+                if isinstance(m, nn.GroupNorm):
+                    if m.num_channels % config.norm_groups:
+                        raise CheckpointError(f"norm_groups {config.norm_groups} does not divide "
+                                              f"{m.num_channels} channels")
+                    m.num_groups = config.norm_groups
 
     @property
     def codebook(self) -> torch.Tensor:

@@ -22,6 +22,8 @@ TRACE_ENV = "PIXLOOM_TRACE_PLUGINS"
 # Built-in plugins, registered exactly like third-party ones.
 DEFAULT_PLUGINS = (
     "pixloom.plugins.pixel",
+    "pixloom.plugins.vqgan",
+    "pixloom.plugins.dalle",
     "pixloom.plugins.clip_perceptor",
     "pixloom.plugins.clip_loss",
     "pixloom.plugins.image_losses",

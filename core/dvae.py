@@ -101,11 +101,11 @@ class DVAE(nn.Module):
 
         if self.encoder is None:
             raise CheckpointError("this dVAE was loaded without its encoder (give the encoder file)")
-        return self.encoder(map_pixels(image.float()))
+        return self.encoder(map_pixels(image.float())).float()
 
     def decode_stats(self, tokens: torch.Tensor) -> torch.Tensor:
         """One-hot or soft tokens [N, vocab, h, w] -> the decoder's 6 channels [N, 6, 8h, 8w]."""
-        return self.decoder(tokens.float())
+        return self.decoder(tokens.float()).float()  # dall_e's convs run in fp16 on CUDA
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens -> image [N, 3, 8h, 8w] in 0..1."""

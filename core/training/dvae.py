@@ -1,18 +1,19 @@
 """Train the embedded dVAE (OpenAI's dall_e Encoder and Decoder) on the shapes world.
 
     python -m pixloom.training.dvae --out plugins/weights/shapes-dvae.safetensors \\
-        --seed 0 --minutes 15
+        --seed 0 --steps 620 --minutes 16
 
 The classes' smallest sizes (n_hid 64, one block a group, 512 tokens); four
 groups, so a 64 px image is 8 x 8 tokens. Training follows the DALL-E recipe in
 small: the encoder's logits become tokens by a Gumbel-softmax relaxation whose
-temperature anneals from ``--tau-start`` to ``--tau-end``; late in the run part
-of each batch is decoded from straight-through one-hot tokens, as a render's
-``to_image()`` decodes them. The decoder's first three channels give the image,
-``unmap_pixels(sigmoid(x[:, :3]))``; the loss is L1 + MSE on that image, an L1
-loss on its gradients, a small logit-Laplace likelihood (which also trains the
-three scale channels) and a small KL to the uniform prior over tokens (the
-codebook stays in use).
+temperature anneals from ``--tau-start`` to ``--tau-end``. After a soft start, a
+growing share of each batch (up to ``--hard``) is decoded from straight-through
+one-hot tokens, as a render's ``to_image()`` decodes them. The decoder's first
+three channels give the image, ``unmap_pixels(sigmoid(x[:, :3]))``; the loss is
+L1 + MSE on that image, an L1 loss on its gradients, a small logit-Laplace
+likelihood (which also trains the three scale channels), a small KL to the
+uniform prior over tokens, and the gap between the batch's token-usage entropy
+and its maximum (so the whole vocabulary stays in use).
 
 With ``--steps`` only, a run is deterministic for a given machine and thread
 count; ``--minutes`` is a hard budget. The weights are written as .safetensors
@@ -64,6 +65,13 @@ def kl_uniform(logits: torch.Tensor) -> torch.Tensor:
     return (logq.exp() * logq).sum(1).mean() + math.log(logits.shape[1])
 
 
+def usage_gap(logits: torch.Tensor) -> torch.Tensor:
+    """log V minus the entropy of the batch's average token distribution: zero when
+    the batch as a whole uses every token equally."""
+    mean_q = F.softmax(logits, dim=1).mean((0, 2, 3))
+    return math.log(logits.shape[1]) + (mean_q * torch.log(mean_q + 1e-10)).sum()
+
+
 @torch.no_grad()
 def evaluate(model: DVAE, images: torch.Tensor, chunk: int = 64) -> dict:
     model.eval()
@@ -109,12 +117,13 @@ def train(args) -> dict:
         kl_w = args.kl * min(1.0, progress / 0.2)
         x = ae.batch(args.batch, g, args.mosaic)
         logits = model.encode_logits(x)
-        hard = torch.rand(args.batch, generator=g) < (args.hard if progress > 0.5 else 0.0)
+        hard_share = args.hard * min(1.0, max(0.0, (progress - 0.15) / 0.45))  # soft first, then ramp up
+        hard = torch.rand(args.batch, generator=g) < hard_share
         stats = model.decode_stats(tokens_from(logits, tau, g, hard))
         rec = unmap_pixels(torch.sigmoid(stats[:, :3]))
         rec_loss = (rec - x).abs().mean() + F.mse_loss(rec, x)
         loss = (rec_loss + args.edge * grad_l1(rec, x) + args.nll * logit_laplace_nll(stats, x)
-                + kl_w * kl_uniform(logits))
+                + kl_w * kl_uniform(logits) + args.usage * usage_gap(logits))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -151,11 +160,12 @@ def train(args) -> dict:
 
 def parse_args(argv: Optional[list] = None):
     p = argparse.ArgumentParser(prog="python -m pixloom.training.dvae", description=__doc__.splitlines()[0])
-    ae.common_args(p, batch_size=32, lr=1e-3)
+    ae.common_args(p, batch_size=32, lr=2e-3)
     p.add_argument("--vocab", type=int, default=ARCH["vocab_size"], help="number of tokens (>= 512)")
     p.add_argument("--tau-start", type=float, default=1.0)
     p.add_argument("--tau-end", type=float, default=1 / 16)
-    p.add_argument("--hard", type=float, default=0.5, help="fraction of straight-through one-hot rows late in the run")
+    p.add_argument("--hard", type=float, default=0.75, help="fraction of rows decoded from straight-through one-hot tokens")
+    p.add_argument("--usage", type=float, default=0.1, help="weight of the batch token-usage entropy gap")
     p.add_argument("--kl", type=float, default=0.01, help="weight of the KL to the uniform token prior")
     p.add_argument("--nll", type=float, default=0.02, help="weight of the logit-Laplace likelihood")
     p.add_argument("--edge", type=float, default=0.5, help="weight of the image-gradient L1 loss")

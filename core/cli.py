@@ -149,6 +149,11 @@ def main(argv=None) -> int:
         # dotlist overrides may come after options (render PRESET --steps 5 a.b=1)
         args, extra = parser.parse_known_args(argv)
         debug = bool(getattr(args, "debug", False))
+        passthrough = {"world": "world_args", "train": "train_args", "evaluate": "eval_args"}
+        if extra and args.command in passthrough:  # argparse leaves a leading option out of REMAINDER
+            field = passthrough[args.command]
+            setattr(args, field, [*extra, *getattr(args, field)])
+            extra = []
         if extra:
             if args.command != "render" or any(e.startswith("-") for e in extra):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
-        # dotlist overrides may come after options (render PRESET --steps 5 a.b=1)
+        # dotlist overrides may come after options (render PRESET --steps 5 a.b=1, animate likewise)
         args, extra = parser.parse_known_args(argv)
         debug = bool(getattr(args, "debug", False))
         passthrough = {"world": "world_args", "train": "train_args", "evaluate": "eval_args"}
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
             setattr(args, field, [*extra, *getattr(args, field)])
             extra = []
         if extra:
-            if args.command != "render" or any(e.startswith("-") for e in extra):
+            if args.command not in ("render", "animate") or any(e.startswith("-") for e in extra):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             args.overrides = [*(args.overrides or []), *extra]
         return args.func(args)

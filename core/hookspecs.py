@@ -80,10 +80,11 @@ def pixloom_step(state):
     :param state: the :class:`pixloom.state.State`: ``step`` (1-based count of
         steps taken), ``image`` (detached, [1, 3, H, W] in 0..1), ``losses``
         (name -> weighted float), ``parameters`` (the generator's tensors),
-        ``frame`` (animation frame index, 0 for a still), ``lr``. An
+        ``frame`` (animation frame index, 0 for a still), ``lr`` (the rate this
+        step used: the base rate times the schedule's factor). An
         implementation may change the state in place (set ``state.stop = True``
-        to end the run, or ``state.lr`` to change the learning rate) or return
-        a State, which replaces it.
+        to end the run, or ``state.lr`` to change the learning rate; the
+        schedule goes on scaling the new rate) or return a State, which replaces it.
 
     Not firstresult: every implementation is called; the last State returned wins.
     """

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .device import pick_device, seed_everything
-from .errors import EXIT_INTERRUPTED, OutputError, PixloomError, PluginError, RunError
+from .errors import EXIT_INTERRUPTED, OutputError, PixloomError, PluginError, PresetError, RunError
 from .interfaces import BuildContext
 from .manager import Registry, call_hook
 from .optim import build_optimizer, lr_factor, set_lr
@@ -284,17 +284,26 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
     good = _snapshot(params)
     state = state or initial_state(run, cfg, steps, frame=frame, start_step=start_step)
     state.parameters = params
+    # state.lr enters as the base rate; each step it shows the rate that step used
+    # (base x schedule factor). A callback that changes it sets a new base rate.
+    base_lr = float(state.lr)
     bar = _progress_bar(steps, progress)
     bar.update(start_step)
     try:
         step = start_step
         while step < steps:
-            # state.lr is the base rate (a callback may change it); the schedule scales it
-            set_lr(optimizer, state.lr * lr_factor(cfg.run.schedule, step, steps))
+            factor = lr_factor(cfg.run.schedule, step, steps)
+            state.lr = base_lr * factor
+            state.extra["base_lr"] = base_lr
+            set_lr(optimizer, state.lr)
             run.generator.before_step(step, steps)
             image = run.generator.synth()
             inputs = StepInputs(image, step, steps, frame, run.augment, run.perceptors, run.cut_size)
             terms = _loss_terms(run, inputs)
+            if not terms:
+                where = f" at frame {frame}" if frame else ""
+                raise PresetError(f"losses: every loss has weight 0{where}, so there is nothing to optimise "
+                                  f"(give at least one a non-zero weight)")
             total = torch.stack(list(terms.values())).sum()
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -314,7 +323,9 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
                         raise RunError(f"{problem} at step {step}; stopped at the last good image "
                                        f"(lower run.lr or that loss's weight, or set run.on_nan=recover)")
                     recoveries += 1
-                    state.lr /= 2
+                    base_lr /= 2
+                    state.lr = base_lr * factor
+                    state.extra["base_lr"] = base_lr
                     optimizer.state.clear()
                     step = max(start_step, step - len(rows))
                     state.step = step
@@ -331,6 +342,9 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
             for new in call_hook(pm, "pixloom_step", state=state) or ():
                 if isinstance(new, State):
                     state = new
+            if state.lr != base_lr * factor:  # a callback or hook changed the rate
+                base_lr = state.lr / factor if factor > 0 else state.lr
+                state.extra["base_lr"] = base_lr
             for out in run.outputs:
                 out.on_step(state)
             if state.stop:

@@ -74,11 +74,18 @@ def create_plugin_manager(plugins_dirs=(), entry_points: bool = True) -> pluggy.
         except Exception as exc:
             raise PluginError(f"a plugin from entry-point group '{ENTRY_POINT_GROUP}' failed to load: "
                               f"{type(exc).__name__}: {exc}") from exc
+    seen = set()  # the same folder given twice (or by two spellings) loads once
     for folder in plugins_dirs:
         folder = Path(folder)
         if not folder.is_dir():
             raise PluginError(f"--plugins-dir {folder}: not a directory")
+        real = folder.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
         for path in sorted(folder.glob("*.py")):
+            if pm.has_plugin(str(path)):
+                continue
             module = _load_plugin_file(path)
             if pm.is_registered(module):
                 continue

@@ -9,18 +9,34 @@ import torch
 from .errors import PresetError
 
 
+# torch.optim classes the loop cannot drive (one plain ``step()`` a step on dense gradients)
+UNSUPPORTED = {
+    "lbfgs": "LBFGS needs a closure that re-evaluates the losses",
+    "sparseadam": "SparseAdam needs sparse gradients",
+}
+
+
 def optimizer_names() -> list:
+    """The ``torch.optim`` optimisers a preset may name (``run.optimizer``)."""
     return sorted(name for name, obj in vars(torch.optim).items()
                   if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)
-                  and obj is not torch.optim.Optimizer)
+                  and obj is not torch.optim.Optimizer and name.lower() not in UNSUPPORTED)
+
+
+def optimizer_class(name: str, where: str = "run.optimizer"):
+    """The optimiser class for a name, case-insensitive; a one-line PresetError otherwise."""
+    table = {n.lower(): getattr(torch.optim, n) for n in optimizer_names()}
+    cls = table.get(str(name).lower())
+    if cls is None:
+        why = UNSUPPORTED.get(str(name).lower())
+        what = f"{name!r} is not supported: {why}" if why else f"unknown optimizer {name!r}"
+        raise PresetError(f"{where}: {what} (valid: {', '.join(optimizer_names())})")
+    return cls
 
 
 def build_optimizer(name: str, params, lr: float, extra: dict | None = None) -> torch.optim.Optimizer:
     """Any ``torch.optim`` optimiser by name, case-insensitive (``adam``, ``AdamW``, ``sgd``...)."""
-    table = {n.lower(): getattr(torch.optim, n) for n in optimizer_names()}
-    cls = table.get(name.lower())
-    if cls is None:
-        raise PresetError(f"run.optimizer: unknown optimizer {name!r} (valid: {', '.join(optimizer_names())})")
+    cls = optimizer_class(name)
     try:
         return cls(params, lr=lr, **dict(extra or {}))
     except (TypeError, ValueError) as exc:

@@ -94,15 +94,17 @@ def shipped_presets() -> dict:
     return {str(p.relative_to(root).with_suffix("")): p for p in sorted(root.rglob("*.yaml"))}
 
 
-def find_preset(ref: str, relative_to: Path | None = None) -> Path:
-    """A preset reference (a file path or a shipped preset name) as an existing file."""
+def find_preset(ref: str, relative_to: Path | None = None, label: str | None = None) -> Path:
+    """A preset reference (a file path or a shipped preset name) as an existing file;
+    ``label`` is what an error calls it (default ``preset REF``)."""
+    label = label or f"preset {ref}"
     path = Path(ref).expanduser()
     candidates = [path]
     if relative_to is not None and not path.is_absolute():
         candidates.insert(0, relative_to / path)
     for c in candidates:
         if c.is_dir():
-            raise PresetError(f"preset {ref}: is a directory, not a YAML file")
+            raise PresetError(f"{label}: is a directory, not a YAML file")
         if c.is_file():
             return c
     shipped = shipped_presets()
@@ -111,7 +113,7 @@ def find_preset(ref: str, relative_to: Path | None = None) -> Path:
         return shipped[name]
     if name.startswith("presets/") and name[len("presets/"):] in shipped:
         return shipped[name[len("presets/"):]]
-    raise PresetError(f"preset {ref}: no such file, and not a shipped preset "
+    raise PresetError(f"{label}: no such file, and not a shipped preset "
                       f"(shipped: {', '.join(shipped)})")
 
 
@@ -146,7 +148,7 @@ def _load_chain(path: Path, seen: tuple) -> dict:
         return data
     if not isinstance(base_ref, str):
         raise PresetError(f"preset {path}: base: must be a preset name or a file path")
-    base_path = find_preset(base_ref, relative_to=path.parent)
+    base_path = find_preset(base_ref, relative_to=path.parent, label=f"preset {path}: base: {base_ref}")
     merged = _deep_merge(_load_chain(base_path, (*seen, real)), data)
     merged.pop("base", None)
     return merged
@@ -230,7 +232,7 @@ def load_preset(ref, overrides=(), source: str | None = None, prompts=None) -> L
     if isinstance(ref, (dict, DictConfig)):
         data = OmegaConf.to_container(ref) if isinstance(ref, DictConfig) else dict(ref)
         if data.get("base"):
-            base_path = find_preset(data["base"])
+            base_path = find_preset(data["base"], label=f"{source or '<preset>'}: base: {data['base']}")
             data = _deep_merge(_load_chain(base_path, ()), data)
             data.pop("base", None)
         source = source or "<preset>"
@@ -259,13 +261,56 @@ def _check_schema(data: dict, source: str) -> DictConfig:
             for k in data[section]:
                 if k not in valid:
                     raise PresetError(f"{source}: {section}.{k}: unknown key (valid: {', '.join(valid)})")
+    for where, entry, valid in _plugin_entries(data):
+        _check_entry(entry, where, valid, source)
+    optimizer_params = data.get("run", {}).get("optimizer_params") if isinstance(data.get("run"), dict) else None
+    if optimizer_params is not None and not isinstance(optimizer_params, dict):
+        raise PresetError(f"{source}: run.optimizer_params: must be a mapping of keyword arguments "
+                          f"for the optimizer, not {type(optimizer_params).__name__}")
     try:
         cfg = OmegaConf.merge(schema, data)
         OmegaConf.to_container(cfg, throw_on_missing=True)
     except OmegaConfBaseException as exc:
         key, msg = _omega_message(exc)
         raise PresetError(f"{source}: {key or 'preset'}: {msg}") from exc
+    except (TypeError, ValueError) as exc:  # e.g. a list merged onto a mapping
+        raise PresetError(f"{source}: preset: {_first(exc)}") from exc
     return cfg
+
+
+_PLUGIN_KEYS = [f.name for f in dataclasses.fields(PluginSpec)]
+_LOSS_KEYS = [f.name for f in dataclasses.fields(LossSpec)]
+_OUTPUT_KEYS = ["name", "params"]
+
+
+def _plugin_entries(data: dict):
+    """(key path, entry, valid keys) of every plugin entry in a preset dict."""
+    for section in ("generator", "augment"):
+        if section in data:
+            yield section, data[section], _PLUGIN_KEYS
+    for section, valid in (("perceptors", _PLUGIN_KEYS), ("losses", _LOSS_KEYS)):
+        if isinstance(data.get(section), list):
+            for i, entry in enumerate(data[section]):
+                yield f"{section}.{i}", entry, valid
+    output = data.get("output")
+    if isinstance(output, dict) and isinstance(output.get("plugins"), list):
+        for i, entry in enumerate(output["plugins"]):
+            if not isinstance(entry, str):
+                yield f"output.plugins.{i}", entry, _OUTPUT_KEYS
+
+
+def _check_entry(entry, where: str, valid: list, source: str) -> None:
+    """Unknown keys and a non-mapping ``params`` of one plugin entry, with the full key path."""
+    if not isinstance(entry, dict):
+        return  # the schema merge names what is wrong with it
+    for key in entry:
+        if key not in valid:
+            raise PresetError(f"{source}: {where}.{key}: unknown key (valid: {', '.join(valid)})")
+    params = entry.get("params")
+    if params is not None and not isinstance(params, dict):
+        plugin = f" of {entry['name']!r}" if isinstance(entry.get("name"), str) else ""
+        raise PresetError(f"{source}: {where}.params: must be a mapping of parameters{plugin}, "
+                          f"not {type(params).__name__}")
 
 
 def _check_values(cfg: DictConfig, source: str) -> None:
@@ -294,6 +339,12 @@ def _check_values(cfg: DictConfig, source: str) -> None:
     for i, loss in enumerate(cfg.losses):
         if not math.isfinite(loss.weight):
             bad(f"losses.{i}.weight", f"must be a finite number (got {loss.weight})")
+    if all(loss.weight == 0 for loss in cfg.losses):
+        bad("losses", "every loss has weight 0, so there is nothing to optimise "
+                      "(give at least one a non-zero weight)")
+    from .optim import optimizer_class
+
+    optimizer_class(run.optimizer, f"{source}: run.optimizer")
     if not cfg.perceptors and any(l.name == "clip" for l in cfg.losses):
         bad("perceptors", "the clip loss needs at least one perceptor")
 

@@ -25,7 +25,7 @@ def save_resume(run, optimizer, state, history: list, steps: int) -> Path:
         "preset": OmegaConf.to_yaml(run.resolved),
         "step": int(state.step),
         "steps": int(steps),
-        "lr": float(state.lr),
+        "lr": float(state.extra.get("base_lr", state.lr)),  # the base rate, before the schedule
         "generator": {k: v.detach().cpu() for k, v in run.generator.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "rng": torch.get_rng_state(),

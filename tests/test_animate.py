@@ -166,6 +166,17 @@ def test_a_bad_animation_block_exits_2_with_one_line(override, message, tiny_cli
     assert not out.exists() or not any(out.iterdir())  # nothing left behind
 
 
+def test_cli_overrides_may_follow_options(tiny_clip_path, tmp_path, write_preset, run_cli):
+    """``animate PRESET --quiet KEY=VALUE``: trailing dotlist overrides reach the preset, as for render."""
+    preset = write_preset(tiny_animation(tiny_clip_path, tmp_path / "out"))
+    bad = run_cli("animate", preset, "--quiet", "animation.zoom=1.1")
+    assert bad.code == 2 and "animation.zoom: unknown key" in bad.error_line()
+    result = run_cli("animate", preset, "--quiet", "animation.frames=2", "--first-steps", "1",
+                     "animation.steps=1", "output.plugins=[frames]")
+    assert result.code == 0, result.err
+    assert sorted(p.rsplit("/", 1)[-1] for p in result.out.split()) == ["frame-00000.png", "frame-00001.png"]
+
+
 def test_a_preset_without_animation_is_refused(tiny_preset_file, run_cli):
     result = run_cli("animate", tiny_preset_file)
     assert result.code == 2 and "the preset has no animation block" in result.error_line()

@@ -48,6 +48,10 @@ class ClipLossParams:
     image_prompts: List[Any] = field(default_factory=list)  # "path" or "path:weight"
     distance: str = "spherical"  # spherical | cosine
     perceptors: List[str] = field(default_factory=list)  # perceptor labels; empty: all of them
+    contrast: List[str] = field(default_factory=list)  # captions each text prompt must beat (contrastive term)
+    contrast_words: List[str] = field(default_factory=list)  # "red|green|blue": rivals made by swapping a word
+    contrast_weight: float = 1.0  # weight of the contrastive term (only with contrast captions)
+    contrast_scale: float = 50.0  # logit scale of that softmax (CLIP's own is 100)
 
     def __post_init__(self):
         if not self.prompts and not self.image_prompts:
@@ -58,6 +62,35 @@ class ClipLossParams:
             parse_weighted(p, "prompt")
         for p in self.image_prompts:
             parse_weighted(p, "image prompt")
+        if any(not isinstance(c, str) or not c.strip() for c in self.contrast):
+            raise ValueError("contrast: every contrast caption must be a non-empty text")
+        for group in self.contrast_words:
+            if not isinstance(group, str) or len([w for w in group.split("|") if w.strip()]) < 2:
+                raise ValueError(f"contrast_words: {group!r} is not a group of two or more words like 'red|green|blue'")
+        if self.contrast_scale <= 0:
+            raise ValueError(f"contrast_scale: must be > 0 (got {self.contrast_scale})")
+
+
+def swapped(text: str, groups: List[str]) -> List[str]:
+    """``text`` with one word of a group replaced by each other word of that group."""
+    words = re.findall(r"\w+|\W+", text)
+    out = []
+    for group in groups:
+        choices = [w.strip() for w in group.split("|") if w.strip()]
+        lower = [c.lower() for c in choices]
+        for i, word in enumerate(words):
+            if word.lower() not in lower:
+                continue
+            for other in choices:
+                if other.lower() == word.lower():
+                    continue
+                new = list(words)
+                new[i] = other
+                if i >= 2 and new[i - 2].lower() in ("a", "an"):  # keep the article right
+                    article = "an" if other[:1].lower() in "aeiou" else "a"
+                    new[i - 2] = article.capitalize() if new[i - 2][0].isupper() else article
+                out.append("".join(new))
+    return out
 
 
 def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -75,6 +108,16 @@ class ClipLoss(Loss):
     Prompts are ``"text"`` or ``"text:weight"``; a negative weight pushes the
     image away from that prompt. ``image_prompts`` are image files whose
     embeddings are targets too. Embeddings of prompts are computed once.
+
+    A small CLIP can be close to a caption in absolute terms while still
+    preferring another caption: the distance alone is then satisfied by images
+    that match no caption in particular. ``contrast`` names captions each text
+    prompt with a positive weight must beat: a cross-entropy over the crop's
+    similarities to the prompt and to them (CLIP's own training objective) is
+    added, times ``contrast_weight``. ``contrast_words`` makes such rivals from
+    the prompt itself: each group (``"red|green|blue"``) swaps any of its words in
+    the prompt for each of the others ("a red star" must beat "a green star" and
+    "a blue star"), with "a"/"an" fixed to suit.
     """
 
     name = "clip"
@@ -89,7 +132,7 @@ class ClipLoss(Loss):
                               f"(valid: {', '.join(perceptors)})")
         texts = [parse_weighted(p, "prompt") for p in self.params.prompts]
         images = [parse_weighted(p, "image prompt") for p in self.params.image_prompts]
-        self.targets = {}
+        self.targets, self.contrasts = {}, {}
         for label in labels:
             perceptor = perceptors[label]
             device = next(iter(perceptor.buffers()), torch.empty(0)).device
@@ -105,6 +148,15 @@ class ClipLoss(Loss):
                 weights.append(w)
             target = F.normalize(torch.cat(embeds).float(), dim=-1)
             self.targets[label] = (target, torch.tensor(weights, device=target.device))
+            positive = [t for t, w in texts if w > 0]
+            rivals = list(dict.fromkeys(
+                [*self.params.contrast, *(r for t in positive for r in swapped(t, self.params.contrast_words))]))
+            rivals = [r for r in rivals if r not in positive]
+            if rivals and positive:
+                pos = F.normalize(perceptor.encode_text(positive).float(), dim=-1)
+                neg = F.normalize(perceptor.encode_text(rivals).float(), dim=-1)
+                pos_w = torch.tensor([w for _, w in texts if w > 0], device=pos.device)
+                self.contrasts[label] = (pos, neg, pos_w)
         self._distance = spherical_distance if self.params.distance == "spherical" else cosine_distance
 
     def forward(self, inputs) -> torch.Tensor:
@@ -113,6 +165,15 @@ class ClipLoss(Loss):
             crops = F.normalize(inputs.embeddings(label), dim=-1)
             dists = self._distance(crops[:, None, :], target[None, :, :])  # [N, T]
             total = total + (dists.mean(0) * weights).sum()
+            if label in self.contrasts:
+                pos, neg, pos_w = self.contrasts[label]
+                scale = self.params.contrast_scale
+                sim_pos = crops @ pos.T  # [N, P]
+                sim_neg = crops @ neg.T  # [N, R]
+                # for each prompt: -log softmax of its similarity against the rivals'
+                logits = torch.cat([sim_pos[:, :, None], sim_neg[:, None, :].expand(-1, pos.shape[0], -1)], dim=2)
+                ce = torch.logsumexp(scale * logits, dim=2) - scale * sim_pos  # [N, P]
+                total = total + self.params.contrast_weight * (ce.mean(0) * pos_w).sum()
         return total / len(self.targets)
 
 

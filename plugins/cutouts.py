@@ -1,8 +1,10 @@
 """Augmentation ``cutouts``: random crops of several sizes, augmented in one batch (kornia)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import kornia
 import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,7 @@ class CutoutsParams:
     hue: float = 0.0
     noise_p: float = 0.5  # additive Gaussian noise
     noise_std: float = 0.05
+    antialias: float = 0.0  # > 0: Gaussian blur before cropping, sigma = antialias x (image side / crop size)
 
     def __post_init__(self):
         if self.num < 1:
@@ -43,6 +46,8 @@ class CutoutsParams:
         for name in ("flip_p", "affine_p", "perspective_p", "jitter_p", "noise_p"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}: a probability must be in 0..1 (got {getattr(self, name)})")
+        if self.antialias < 0:
+            raise ValueError(f"antialias: must be >= 0 (got {self.antialias})")
         if not 0 <= self.hue <= 0.5:
             raise ValueError(f"hue: must be in 0..0.5 (got {self.hue})")
 
@@ -85,7 +90,15 @@ class Cutouts(Augmentation):
         n_crop = self.params.num - n_over
         parts = []
         if n_crop:
-            parts.append(self._crop(cut_size)(image.expand(n_crop, -1, -1, -1)))
+            source = image
+            ratio = max(image.shape[-2:]) / cut_size
+            if self.params.antialias > 0 and ratio > 1:
+                # resampling crops down without a low-pass filter aliases: fine patterns
+                # the perceptor cannot really see would still move its features
+                sigma = self.params.antialias * ratio
+                k = 2 * math.ceil(2 * sigma) + 1
+                source = kornia.filters.gaussian_blur2d(image, (k, k), (sigma, sigma), border_type="reflect")
+            parts.append(self._crop(cut_size)(source.expand(n_crop, -1, -1, -1)))
         if n_over:
             whole = F.interpolate(image, size=(cut_size, cut_size), mode="bilinear",
                                   align_corners=False, antialias=True)

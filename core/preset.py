@@ -155,9 +155,14 @@ def _load_chain(path: Path, seen: tuple) -> dict:
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``; a plugin entry (a mapping with ``name``) that
+    names another plugin replaces the base's entry: another plugin's params mean
+    nothing to it."""
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        other_plugin = (isinstance(v, dict) and isinstance(out.get(k), dict) and "name" in v
+                        and v["name"] != out[k].get("name"))
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and not other_plugin:
             out[k] = _deep_merge(out[k], v)
         else:
             out[k] = v

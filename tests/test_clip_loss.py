@@ -41,7 +41,7 @@ def _render(contrast: bool, tmp_path):
                           overrides=overrides, out=str(tmp_path / ("c" if contrast else "d")))
 
 
-def test_the_contrast_term_makes_the_prompt_beat_its_rivals(tmp_path):
+def test_the_contrast_term_gains_on_the_rivals(tmp_path):
     """With the shipped perceptor, 40 steps with the contrastive term move the
     image's similarity to the prompt further ahead of (or less behind) its best
     word-swapped rival than the distance alone does."""

@@ -31,7 +31,7 @@ from .animation_state import Checkpoint, load_state, save_frame, save_state
 from .camera import apply_move
 from .device import seed_everything
 from .errors import EXIT_INTERRUPTED, OutputError, PixloomError, PluginError, PresetError, RunError
-from .files import make_new_dir
+from .files import ensure_output_dir, make_new_dir
 from .loop import (InterruptGuard, Interrupted, Run, build_run, initial_state, optimize, output_stem,
                    run_plugin_versions, to_pil)
 from .manager import build_registry, call_hook, create_plugin_manager
@@ -177,11 +177,7 @@ def _frames_bar(total: int, done: int, enabled: bool):
 
 
 def _new_run_dir(cfg) -> Path:
-    out = Path(cfg.output.dir).expanduser()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"output.dir {out}: cannot create it ({exc.strerror})") from exc
+    out = ensure_output_dir(Path(cfg.output.dir).expanduser())
     return make_new_dir(out, output_stem(cfg), ".anim")
 
 
@@ -291,6 +287,10 @@ def animate_loaded(loaded: LoadedPreset, pm, registry, *, progress=None, callbac
     except RunError as exc:
         bar.close()
         raise RunError(f"frame {frame}: {exc}; {_saved(info['frames_done'], run_dir)}") from exc
+    except OutputError as exc:  # e.g. the disk filled up: what was saved before stays, and resumes
+        bar.close()
+        raise OutputError(f"frame {frame}: {exc}; {_saved(info['frames_done'], run_dir)}; once there is "
+                          f"room, continue with: pixloom animate --resume {run_dir}") from exc
     bar.close()
 
     result = AnimationResult(image=frames[-1], tensor=last, history=list(info["frame_losses"]),
@@ -298,8 +298,12 @@ def animate_loaded(loaded: LoadedPreset, pm, registry, *, progress=None, callbac
                              plugins=run_plugin_versions(run), frames=frames,
                              frame_losses=list(info["frame_losses"]), fps=animation.fps,
                              run_dir=run_dir, resumed_at=done)
-    for out in run.outputs:
-        result.files.extend(out.on_end(state, result) or [])
+    try:
+        for out in run.outputs:
+            result.files.extend(out.on_end(state, result) or [])
+    except OutputError as exc:
+        raise OutputError(f"{exc}; {_saved(info['frames_done'], run_dir)}; once there is room, write the "
+                          f"outputs with: pixloom animate --resume {run_dir}") from exc
     info["complete"] = True
     save_state(run_dir, run.generator, info, last)
     result.seconds = time.perf_counter() - started

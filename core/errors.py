@@ -4,6 +4,8 @@ docs/exit-codes.md lists every code; keep the two in step.
 """
 from __future__ import annotations
 
+import argparse
+
 EXIT_OK = 0
 EXIT_FAILURE = 1      # an unexpected internal error (a bug: run with --debug)
 EXIT_BAD_INPUT = 2    # a broken preset, an unknown plugin, a bad argument or file
@@ -45,3 +47,11 @@ class OutputError(PixloomError):
     """An output file that could not be written."""
 
     exit_code = EXIT_IO
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one-line :class:`PixloomError` (exit code 2,
+    no usage dump): for the parsers of subcommands such as ``world`` and ``train``."""
+
+    def error(self, message):
+        raise PixloomError(f"{message} (see '{self.prog} --help')", EXIT_BAD_INPUT)

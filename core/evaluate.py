@@ -9,7 +9,6 @@ gives the separate set the presets were tuned on.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -156,7 +155,9 @@ def run_evaluation(preset: str = "default", prompts: str = "eval", out: Path = P
 
 
 def main(argv=None, plugins_dirs=()) -> int:
-    parser = argparse.ArgumentParser(prog="pixloom evaluate", description=__doc__.splitlines()[0])
+    from .errors import ArgumentParser
+
+    parser = ArgumentParser(prog="pixloom evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default")
     parser.add_argument("--prompts", choices=["eval", "tune"], default="eval")
     parser.add_argument("--judge", default="shapes-judge", help="the judge's model (never used for guidance)")
@@ -164,5 +165,7 @@ def main(argv=None, plugins_dirs=()) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N prompts")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be at least 1 (got {args.limit})")
     run_evaluation(args.preset, args.prompts, Path(args.out), args.judge, args.overrides, plugins_dirs, args.limit)
     return 0

@@ -96,3 +96,21 @@ def make_new_dir(folder: Path, stem: str, suffix: str = "") -> Path:
         except OSError as exc:
             raise OutputError(f"cannot create {target}: {_describe(exc)}") from exc
     raise OutputError(f"cannot create a folder for {stem} in {folder}")
+
+
+def ensure_output_dir(folder: Path, what: str = "output.dir") -> Path:
+    """Create ``folder`` if needed and check, before any work is done, that files
+    can be created in it: a run must not compute for minutes and then find that
+    it cannot save its result."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{what} {folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=str(folder)):
+            pass
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise OutputError(f"{what} {folder}: cannot create it (a file is in the way: {exc.filename})") from exc
+    except OSError as exc:
+        raise OutputError(f"{what} {folder}: cannot write there ({_describe(exc)})") from exc
+    return folder

@@ -13,7 +13,8 @@ import torch
 from omegaconf import OmegaConf
 
 from .device import pick_device, seed_everything
-from .errors import EXIT_INTERRUPTED, OutputError, PixloomError, PluginError, PresetError, RunError
+from .errors import EXIT_INTERRUPTED, PixloomError, PluginError, PresetError, RunError
+from .files import ensure_output_dir
 from .interfaces import BuildContext
 from .manager import Registry, call_hook
 from .optim import build_optimizer, lr_factor, set_lr
@@ -407,10 +408,7 @@ def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None
     started = time.perf_counter()
     seed_everything(int(cfg.run.seed))
     run = build_run(loaded, registry)
-    try:
-        run.out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"output.dir {run.out_dir}: cannot create it ({exc.strerror})") from exc
+    ensure_output_dir(run.out_dir)  # before the work, not after it
     _setup_losses(run)
     seed_everything(int(cfg.run.seed))
     optimizer = make_optimizer(run, cfg)

@@ -8,7 +8,6 @@ says how to use it (tokenizer, normalisation). Loading one never unpickles.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,11 +81,9 @@ def write_safetensors(path: Path, state_dict: dict, metadata: dict, dtype=None) 
             v = v.to(dtype)
         tensors[k] = v
     meta = {f"pixloom.{k}": json.dumps(v) for k, v in metadata.items()}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    from .files import atomic_write
+
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,14 +18,16 @@ samples with their captions, to look at.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import sys
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
+
+from .files import atomic_write
 
 RESOLUTION = 64
 
@@ -505,7 +507,9 @@ def grid(images: torch.Tensor, captions: list[str], columns: int = 4, scale: int
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pixloom.world", description=__doc__.splitlines()[0])
+    from .errors import ArgumentParser
+
+    parser = ArgumentParser(prog="pixloom world", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("grid", help="write a PNG grid of samples with their captions")
     g.add_argument("out", help="output PNG path")
@@ -514,15 +518,39 @@ def main(argv: Optional[list[str]] = None) -> int:
     g.add_argument("--columns", type=int, default=4)
     g.add_argument("--random-forms", action="store_true", help="random caption forms instead of full captions")
     args = parser.parse_args(argv)
+    out, image_format = _grid_target(args.out)
+    if args.n < 1 or args.columns < 1:
+        g.error(f"--n and --columns must be at least 1 (got {args.n} and {args.columns})")
     gen = torch.Generator().manual_seed(args.seed)
     images, attrs = sample(args.n, gen)
     if args.random_forms:
         caps = [caption(attrs, i, generator=gen) for i in range(args.n)]
     else:
         caps = [caption(attrs, i) for i in range(args.n)]
-    grid(images, caps, columns=args.columns).save(args.out)
-    print(f"wrote {args.out} ({args.n} samples, seed {args.seed})")
+    picture = grid(images, caps, columns=args.columns)
+    atomic_write(out, lambda tmp: picture.save(tmp, format=image_format))
+    print(f"wrote {out} ({args.n} samples, seed {args.seed})")
     return 0
+
+
+def _grid_target(text: str) -> tuple:
+    """The grid's output path (its folder created) and the image format its extension names."""
+    from PIL import Image
+
+    from .errors import OutputError, PixloomError
+
+    out = Path(text).expanduser()
+    if out.is_dir():
+        raise PixloomError(f"world grid {out}: is a directory; give an image file name such as grid.png")
+    image_format = Image.registered_extensions().get(out.suffix.lower())
+    if image_format is None:
+        raise PixloomError(f"world grid {out}: unknown image extension {out.suffix or '(none)'!r} "
+                           f"(use .png, .jpg or .webp)")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"world grid {out}: cannot create its folder ({exc.strerror})") from exc
+    return out, image_format
 
 
 def iter_batches(batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, Attributes]]:
@@ -531,5 +559,7 @@ def iter_batches(batch: int, generator: torch.Generator) -> Iterator[tuple[torch
         yield sample(batch, generator)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the same as ``pixloom world``: one-line errors, exit codes
+    from pixloom.cli import main as _cli
+
+    sys.exit(_cli(["world", *sys.argv[1:]]))

@@ -184,7 +184,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(format_table(result))
     print(f"meets goals: {result['meets_goals']}  ({result['seconds']} s)")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        from .files import atomic_write
+
+        atomic_write(Path(args.json), lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .. import world
+from ..files import atomic_write
 
 EVAL_SEED = 424242  # held-out images for the reconstruction numbers
 
@@ -93,7 +94,8 @@ def save_preview(path: Path, originals: torch.Tensor, recons: torch.Tensor, n: i
     grid = torch.cat([top, bottom], dim=1)
     grid = torch.nn.functional.interpolate(grid[None], scale_factor=2, mode="nearest")[0]
     array = (grid * 255).round().byte().permute(1, 2, 0).numpy()
-    Image.fromarray(array, "RGB").save(path)
+    picture = Image.fromarray(array, "RGB")
+    atomic_write(Path(path), lambda tmp: picture.save(tmp, format="PNG"))
     return path
 
 

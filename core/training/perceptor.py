@@ -26,7 +26,6 @@ written beside them as ``<stem>.eval.json``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import platform
@@ -41,6 +40,8 @@ import torch.nn.functional as F
 
 from .. import world, zeroshot
 from ..clip_compat import clip_model
+from ..errors import ArgumentParser
+from ..files import atomic_write
 from ..models import write_safetensors
 from ..tokenizers import WordTokenizer
 
@@ -287,14 +288,14 @@ def train(args) -> dict:
         result["weights"] = out.name
         result["training"] = meta
         eval_path = out.with_name(out.name.replace(".safetensors", "") + ".eval.json")
-        eval_path.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write(eval_path, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
         print(zeroshot.format_table(result), flush=True)
         print(f"meets goals: {result['meets_goals']}; written {eval_path}", flush=True)
     return meta
 
 
 def parse_args(argv: Optional[list[str]] = None):
-    p = argparse.ArgumentParser(prog="python -m pixloom.training.perceptor", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="pixloom train", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--arch", choices=sorted(ARCHS), default="resnet")
@@ -318,8 +319,20 @@ def parse_args(argv: Optional[list[str]] = None):
     p.add_argument("--eval-n", type=int, default=2000, help="held-out images per question (0: no evaluation)")
     p.add_argument("--eval-seed", type=int, default=zeroshot.DEFAULT_SEED)
     args = p.parse_args(argv)
+    for name in ("steps", "minutes", "eval_n", "adv_steps", "save_every"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must not be negative (got {getattr(args, name)})")
+    for name in ("batch", "captions", "threads", "log_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)})")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        p.error(f"--lr must be a positive finite number (got {args.lr})")
     if not args.steps and not args.minutes:
         p.error("give --steps, --minutes or both")
+    if Path(args.out).is_dir():
+        p.error(f"--out {args.out}: is a directory; give a .safetensors file name")
+    if args.init and not Path(args.init).is_file():
+        p.error(f"--init {args.init}: no such file")
     if args.seed == args.eval_seed:
         p.error(f"--seed {args.seed} is the held-out evaluation seed; pick another")
     return args
@@ -330,5 +343,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the same as ``pixloom train``: one-line errors, exit codes
+    from pixloom.cli import main as _cli
+
+    sys.exit(_cli(["train", *sys.argv[1:]]))

@@ -4,6 +4,8 @@ stopped. Tensors, numbers and strings only, so loading never unpickles code
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,12 +67,24 @@ class ResumeState:
 
 def load_resume(path) -> ResumeState:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"--resume {path}: is a directory, not a .resume.pt file")
     if not path.is_file():
         raise CheckpointError(f"--resume {path}: no such file")
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only met a global it does not allow
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found or "weights only" in str(exc).lower():
+            named = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(f"--resume {path}: refused: it holds Python objects whose unpickling can run "
+                                  f"code{named}; a pixloom resume file holds only tensors, numbers and "
+                                  f"strings") from exc
+        raise CheckpointError(f"--resume {path}: not a readable pixloom resume file (truncated or corrupt: "
+                              f"{type(exc).__name__})") from exc
     except Exception as exc:  # corrupt, truncated, or not ours
-        raise CheckpointError(f"--resume {path}: not a readable pixloom resume file ({type(exc).__name__})") from exc
+        raise CheckpointError(f"--resume {path}: not a readable pixloom resume file (truncated or corrupt: "
+                              f"{type(exc).__name__})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"--resume {path}: not a pixloom resume file")
     if payload.get("version") != VERSION:

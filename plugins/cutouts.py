@@ -1,4 +1,4 @@
-"""Augmentation ``cutouts``: random crops of several sizes, augmented in one batch (kornia)."""
+"""Augmentation ``cutouts``: random crops of several sizes, warped in one batched resampling."""
 from __future__ import annotations
 
 import math
@@ -54,9 +54,16 @@ class CutoutsParams:
 
 class Cutouts(Augmentation):
     """``num`` random crops (area between ``min_scale`` and ``max_scale`` of the
-    image, ``overview`` of them the whole image) resampled to the perceptors'
-    input size, then flipped, warped, colour-jittered and noised, all in one
-    batched kornia call. The same crops feed every perceptor in a step."""
+    image, aspect ratio 3/4..4/3, ``overview`` of them the whole image) resampled
+    to the perceptors' input size, flipped, rotated and shifted, warped in
+    perspective, colour-jittered and noised. The same crops feed every
+    perceptor in a step.
+
+    Crop, flip, affine and perspective are one projective map a crop, so all the
+    crops come from a single ``grid_sample`` call (one resampling, where chaining
+    the four transforms would resample four times), with the image's border
+    repeated outside it. Colour jitter (kornia) and noise follow on the batch.
+    """
 
     name = "cutouts"
     version = pixloom.__version__
@@ -65,46 +72,114 @@ class Cutouts(Augmentation):
     def __init__(self, params: CutoutsParams, ctx):
         super().__init__(params, ctx)
         p = params
-        self._crops = {}
-        post = [K.RandomHorizontalFlip(p=p.flip_p)]
-        if p.affine_p > 0:
-            post.append(K.RandomAffine(degrees=p.degrees, translate=(p.translate, p.translate),
-                                       padding_mode="border", p=p.affine_p))
-        if p.perspective_p > 0:
-            post.append(K.RandomPerspective(distortion_scale=p.distortion, p=p.perspective_p))
-        if p.jitter_p > 0:
-            post.append(K.ColorJitter(p.brightness, p.contrast, p.saturation, p.hue, p=p.jitter_p))
-        if p.noise_p > 0:
-            post.append(K.RandomGaussianNoise(std=p.noise_std, p=p.noise_p))
-        self.post = torch.nn.Sequential(*post)
+        self.jitter = K.ColorJitter(p.brightness, p.contrast, p.saturation, p.hue, p=p.jitter_p) \
+            if p.jitter_p > 0 else None
+        self._grids = {}
 
-    def _crop(self, cut_size: int):
-        if cut_size not in self._crops:
-            self._crops[cut_size] = K.RandomResizedCrop(
-                (cut_size, cut_size), scale=(self.params.min_scale, self.params.max_scale),
-                cropping_mode="resample", p=1.0)
-        return self._crops[cut_size]
+    def _base_grid(self, size: int, device, dtype) -> torch.Tensor:
+        """[3, size*size]: the output pixels' centres in normalised coordinates, homogeneous."""
+        key = (size, device, dtype)
+        if key not in self._grids:
+            lin = (torch.arange(size, device=device, dtype=dtype) + 0.5) * (2 / size) - 1
+            y, x = torch.meshgrid(lin, lin, indexing="ij")
+            self._grids[key] = torch.stack([x.flatten(), y.flatten(), torch.ones_like(x).flatten()])
+        return self._grids[key]
+
+    def _post_maps(self, u: torch.Tensor) -> torch.Tensor:
+        """[n, 3, 3]: from output to crop coordinates: flip, rotation and shift, perspective
+        (each drawn with its probability) from uniform draws ``u`` [n, 14]."""
+        p = self.params
+        n = u.shape[0]
+        flip = torch.where(u[:, 0] < p.flip_p, -1.0, 1.0).to(u.dtype)
+        on = (u[:, 1] < p.affine_p).to(u.dtype)
+        theta = torch.deg2rad((2 * u[:, 2] - 1) * p.degrees) * on
+        tx, ty = ((2 * u[:, 3:5] - 1) * (2 * p.translate) * on[:, None]).unbind(1)
+        c, s = torch.cos(theta), torch.sin(theta)
+        zero, one = torch.zeros_like(c), torch.ones_like(c)
+        # inverse of "rotate by theta, then shift by t", then the flip
+        m = torch.stack([flip * c, flip * s, -flip * (c * tx + s * ty),
+                         -s, c, s * tx - c * ty,
+                         zero, zero, one], 1).view(n, 3, 3)
+        if p.perspective_p > 0:
+            # kornia's RandomPerspective: each corner moves inwards by up to distortion/2 of the side
+            on = (u[:, 5] < p.perspective_p).to(u.dtype)
+            corners = torch.tensor([[-1, -1], [1, -1], [1, 1], [-1, 1]], device=u.device, dtype=u.dtype)
+            moved = corners - corners * (p.distortion * u[:, 6:14].view(n, 4, 2) * on[:, None, None])
+            m = m @ kornia.geometry.transform.get_perspective_transform(moved, corners.expand(n, 4, 2))
+        return m
+
+    def _crop_maps(self, n: int, u: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """[n, 3, 3]: from crop to image coordinates, torchvision's RandomResizedCrop
+        (10 tries of area and log aspect ratio, the first that fits; else the whole image)."""
+        p = self.params
+        area = (p.min_scale + (p.max_scale - p.min_scale) * u[:, :10]) * (height * width)
+        ratio = torch.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u[:, 10:20])
+        w = torch.sqrt(area * ratio) / width  # fraction of the width
+        h = torch.sqrt(area / ratio) / height
+        fits = (w <= 1) & (h <= 1)
+        first = fits.to(torch.uint8).argmax(1, keepdim=True)
+        any_fit = fits.any(1)
+        w = torch.where(any_fit, w.gather(1, first)[:, 0], torch.ones_like(w[:, 0]))
+        h = torch.where(any_fit, h.gather(1, first)[:, 0], torch.ones_like(h[:, 0]))
+        cx = (2 * u[:, 20] - 1) * (1 - w)
+        cy = (2 * u[:, 21] - 1) * (1 - h)
+        zero, one = torch.zeros_like(w), torch.ones_like(w)
+        return torch.stack([w, zero, cx, zero, h, cy, zero, zero, one], 1).view(n, 3, 3)
+
+    def _warp(self, source: torch.Tensor, maps: torch.Tensor, cut_size: int) -> torch.Tensor:
+        n = maps.shape[0]
+        grid = maps @ self._base_grid(cut_size, source.device, source.dtype)  # [n, 3, s*s]
+        grid = grid[:, :2] / grid[:, 2:] if self.params.perspective_p > 0 else grid[:, :2]
+        # the crops' grids stacked into one tall grid over the one source image: the backward
+        # pass then accumulates into [1, C, H, W] instead of an [n, C, H, W] buffer summed after
+        grid = grid.transpose(1, 2).reshape(1, n * cut_size, cut_size, 2)
+        out = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.view(source.shape[1], n, cut_size, cut_size).transpose(0, 1)
 
     def forward(self, image: torch.Tensor, cut_size: int) -> torch.Tensor:
-        n_over = self.params.overview
-        n_crop = self.params.num - n_over
-        parts = []
-        if n_crop:
-            source = image
-            ratio = max(image.shape[-2:]) / cut_size
-            if self.params.antialias > 0 and ratio > 1:
-                # resampling crops down without a low-pass filter aliases: fine patterns
-                # the perceptor cannot really see would still move its features
-                sigma = self.params.antialias * ratio
-                k = 2 * math.ceil(2 * sigma) + 1
-                source = kornia.filters.gaussian_blur2d(image, (k, k), (sigma, sigma), border_type="reflect")
-            parts.append(self._crop(cut_size)(source.expand(n_crop, -1, -1, -1)))
-        if n_over:
+        p = self.params
+        n_over = p.overview
+        n_crop = p.num - n_over
+        height, width = image.shape[-2:]
+        # one draw of every random number the step needs, on the image's device (no host sync)
+        u = torch.rand(p.num, 37, device=image.device, dtype=torch.float32)
+        post = self._post_maps(u[:, 22:36])
+        crop = self._crop_maps(p.num, u, height, width)
+        source = image
+        ratio = max(height, width) / cut_size
+        if p.antialias > 0 and ratio > 1:
+            # resampling crops down without a low-pass filter aliases: fine patterns
+            # the perceptor cannot really see would still move its features
+            sigma = p.antialias * ratio
+            k = 2 * math.ceil(2 * sigma) + 1
+            source = kornia.filters.gaussian_blur2d(image, (k, k), (sigma, sigma), border_type="reflect")
+        if n_over and ratio > 2:
+            # the whole image shrunk more than 2x: low-pass it first (bilinear sampling at 2x
+            # is already a 2x2 box filter, so up to there it shares the crops' resampling)
             whole = F.interpolate(image, size=(cut_size, cut_size), mode="bilinear",
                                   align_corners=False, antialias=True)
-            parts.append(whole.expand(n_over, -1, -1, -1))
-        crops = torch.cat(parts) if len(parts) > 1 else parts[0]
-        return self.post(crops).clamp(0, 1)
+            parts = [self._warp(source, (crop[:n_crop] @ post[:n_crop]).to(image.dtype), cut_size)] if n_crop else []
+            parts.append(self._warp(whole, post[n_crop:].to(image.dtype), cut_size))
+            crops = torch.cat(parts) if len(parts) > 1 else parts[0]
+        else:
+            if n_over:  # whole-image crops: the identity instead of a random box
+                crop = torch.cat([crop[:n_crop], torch.eye(3, device=crop.device).expand(n_over, 3, 3)])
+            crops = self._warp(source, (crop @ post).to(image.dtype), cut_size)
+        if self.jitter is not None:
+            crops = self.jitter(crops)
+        if p.noise_p > 0:
+            noisy = u[:, 36] < p.noise_p
+            if crops.device.type == "cpu" and p.noise_p < 1:  # draw noise for the noisy crops only
+                idx = noisy.nonzero()[:, 0]
+                noise = torch.randn((len(idx), *crops.shape[1:]), dtype=crops.dtype)
+                crops = crops.index_add(0, idx, noise, alpha=p.noise_std)
+            elif p.noise_p >= 1:
+                crops = crops + torch.randn_like(crops) * p.noise_std
+            else:  # no host sync for the count
+                crops = crops + torch.randn_like(crops) * (noisy.to(crops.dtype) * p.noise_std)[:, None, None, None]
+        elif self.jitter is None:
+            return crops.contiguous()  # a warp of an image in 0..1 stays in 0..1
+        return crops.clamp(0, 1)
 
 
 @hookimpl

@@ -28,7 +28,21 @@ def files(tiny_preset_file, tmp_path) -> Files:
     broken = tmp_path / "broken-plugins"
     broken.mkdir()
     (broken / "broken_loss.py").write_text("def pixloom_register_losses(:\n    return []\n", encoding="utf-8")
+    _images(tmp_path)
     return Files(tiny_preset_file, tmp_path)
+
+
+def _images(folder: Path) -> None:
+    """good.png, and broken stand-ins for an image: truncated, empty, not an image, a folder."""
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((48, 48, 3)) * 255).astype("uint8")).save(folder / "good.png")
+    data = (folder / "good.png").read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("a shopping list, not a picture\n", encoding="utf-8")
+    (folder / "a-folder.png").mkdir()
 
 
 # (id, arguments after "render" given the Files, substrings the one line must hold)
@@ -102,6 +116,63 @@ RENDER_ERRORS = [
     ("from-png-without-recipe", lambda f: ["--from", f.path("plain.png")], ["plain.png", "no pixloom recipe"]),
     ("no-preset", lambda f: [], ["give a preset"]),
     ("unknown-option", lambda f: [f.preset, "--stepz", "3"], ["--stepz"]),
+    # prompts
+    ("prompt-weight-not-a-number", lambda f: [f.preset, "losses.0.params.prompts=['a red circle:1.2.3']"],
+     ["losses.0.params", "prompt 'a red circle:1.2.3'", "weight '1.2.3' is not a number"]),
+    ("prompt-weight-not-a-number-mapping",
+     lambda f: [f.preset, "losses.0.params.prompts=[{text: a red circle, weight: heavy}]"],
+     ["losses.0.params", "weight 'heavy' is not a number"]),
+    ("prompt-weight-not-a-number-cli", lambda f: [f.preset, "--prompt", "a red circle:2..5"],
+     ["weight '2..5' is not a number"]),
+    ("prompt-weight-nan", lambda f: [f.preset, "--prompt", "a red circle:nan"], ["weight must be finite"]),
+    ("empty-prompt", lambda f: [f.preset, "--prompt", ""], ["losses.0.params", "empty text"]),
+    ("empty-prompt-list-and-no-image-prompts", lambda f: [f.preset, "losses.0.params.prompts=[]",
+                                                          "losses.0.params.image_prompts=[]"],
+     ["losses.0.params", "prompt"]),
+    ("image-prompt-weight-not-a-number",
+     lambda f: [f.preset, f"losses.0.params.image_prompts=[{{path: {f.path('good.png')}, weight: lots}}]"],
+     ["image prompt", "weight 'lots' is not a number"]),
+    # init images and image prompts
+    ("truncated-init-image", lambda f: [f.preset, "generator.params.init=image",
+                                        f"generator.params.init_image={f.path('truncated.png')}"],
+     ["generator", "truncated.png", "not a readable image", "truncated"]),
+    ("empty-init-image", lambda f: [f.preset, "generator.params.init=image",
+                                    f"generator.params.init_image={f.path('empty.png')}"],
+     ["empty.png", "not a readable image"]),
+    ("non-image-init-image", lambda f: [f.preset, "generator.params.init=image",
+                                        f"generator.params.init_image={f.path('notes.txt')}"],
+     ["notes.txt", "not a readable image"]),
+    ("directory-as-init-image", lambda f: [f.preset, "generator.params.init=image",
+                                           f"generator.params.init_image={f.path('a-folder.png')}"],
+     ["a-folder.png", "is a directory"]),
+    ("init-image-without-a-path", lambda f: [f.preset, "generator.params.init=image"], ["init_image"]),
+    ("missing-image-prompt", lambda f: [f.preset, f"losses.0.params.image_prompts=[{f.path('nope.png')}]"],
+     ["nope.png", "no such file"]),
+    ("truncated-image-prompt", lambda f: [f.preset, f"losses.0.params.image_prompts=[{f.path('truncated.png')}]"],
+     ["truncated.png", "not a readable image"]),
+    # sizes, steps, numbers
+    ("size-absurdly-large", lambda f: [f.preset, "--size", "100000x100000"],
+     ["run.size.0", "between 8 and", "got 100000"]),
+    ("size-absurdly-large-override", lambda f: [f.preset, "run.size=[64,1000000]"], ["run.size.1", "got 1000000"]),
+    ("size-negative", lambda f: [f.preset, "--size=-64x64"], ["run.size.0", "got -64"]),
+    ("steps-not-an-integer", lambda f: [f.preset, "run.steps=2.5"], ["run.steps", "2.5"]),
+    ("lr-infinite", lambda f: [f.preset, "run.lr=.inf"], ["run.lr", "positive finite", "inf"]),
+    ("lr-zero", lambda f: [f.preset, "run.lr=0"], ["run.lr", "got 0.0"]),
+    ("seed-not-a-number", lambda f: [f.preset, "--seed", "abc"], ["--seed", "'abc'"]),
+    # a directory where a file belongs (and the reverse)
+    ("preset-is-a-directory", lambda f: [f.path("a-folder.png")], ["a-folder.png", "is a directory"]),
+    ("model-is-a-directory", lambda f: [f.preset, f"perceptors.0.params.model={f.path('a-folder.png')}"],
+     ["perceptors.0", "a-folder.png", "is a directory"]),
+    ("resume-is-a-directory", lambda f: ["--resume", f.path("a-folder.png")], ["--resume", "is a directory"]),
+    ("resume-missing", lambda f: ["--resume", f.path("gone.resume.pt")], ["gone.resume.pt", "no such file"]),
+    ("from-is-a-directory", lambda f: ["--from", f.path("a-folder.png")], ["--from", "a-folder.png"]),
+    ("from-and-resume", lambda f: ["--from", f.path("good.png"), "--resume", f.path("x.resume.pt")],
+     ["either --from or --resume"]),
+    ("plugins-dir-is-a-file", lambda f: [f.preset, "--plugins-dir", f.path("notes.txt")],
+     ["notes.txt", "not a directory"]),
+    # devices
+    ("unknown-device-cuda-index", lambda f: [f.preset, "--device", "cuda:99"], ["run.device", "'cuda:99'"]),
+    ("unknown-device-garbage", lambda f: [f.preset, "--device", "cpu:x:1"], ["run.device", "'cpu:x:1'"]),
 ]
 
 
@@ -251,3 +322,186 @@ def test_all_losses_weighted_zero_is_a_one_line_error(run_cli, files):
     result = run_cli("render", files.preset, "losses.0.weight=0", "losses.1.weight=0")
     assert result.code == 2, result.err
     assert "weight" in result.error_line()
+
+
+# ---------------------------------------------------------------- every command, spot-checked
+
+def _anim_preset(f: Files) -> Path:
+    import yaml
+
+    data = yaml.safe_load(f.preset.read_text())
+    data["animation"] = {"frames": 2, "first_steps": 1, "steps": 1}
+    path = f.path("anim.yaml")
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _model(f: Files) -> str:
+    import yaml
+
+    return yaml.safe_load(f.preset.read_text())["perceptors"][0]["params"]["model"]
+
+
+# (id, argv given the Files, exit code, substrings of the one line)
+COMMAND_ERRORS = [
+    ("animate-missing-preset", lambda f: ["animate", f.path("nope.yaml")], 2, ["nope.yaml", "no such file"]),
+    ("animate-malformed-yaml", lambda f: ["animate", f.path("malformed.yaml")], 2, ["malformed YAML"]),
+    ("animate-zero-frames", lambda f: ["animate", _anim_preset(f), "animation.frames=0"], 2,
+     ["animation.frames", "at least 1"]),
+    ("animate-resume-not-an-animation", lambda f: ["animate", "--resume", f.path("a-folder.png")], 2,
+     ["not an animation folder"]),
+    ("animate-resume-missing", lambda f: ["animate", "--resume", f.path("gone.anim")], 2, ["no such folder"]),
+    ("animate-unknown-plugin", lambda f: ["animate", _anim_preset(f), "losses.1.name=smoothnes"], 2,
+     ["'smoothnes'"]),
+    ("animate-output-dir-is-a-file", lambda f: ["animate", _anim_preset(f), f"output.dir={f.path('notes.txt')}"], 4,
+     ["notes.txt", "is a file, not a folder"]),
+    ("score-no-text", lambda f: ["score", f.path("good.png"), "--model", _model(f)], 2, ["--text"]),
+    ("score-non-image", lambda f: ["score", f.path("notes.txt"), "--text", "x", "--model", _model(f)], 2,
+     ["notes.txt", "not a readable image"]),
+    ("score-missing-image", lambda f: ["score", f.path("gone.png"), "--text", "x", "--model", _model(f)], 2,
+     ["gone.png", "no such file"]),
+    ("score-directory-as-image", lambda f: ["score", f.path("a-folder.png"), "--text", "x", "--model", _model(f)],
+     2, ["a-folder.png", "is a directory"]),
+    ("score-unknown-device", lambda f: ["score", f.path("good.png"), "--text", "x", "--device", "tpu"], 2,
+     ["'tpu'"]),
+    ("score-unknown-model", lambda f: ["score", f.path("good.png"), "--text", "x", "--model", "nope"], 2,
+     ["unknown model 'nope'"]),
+    ("classify-one-label", lambda f: ["classify", f.path("good.png"), "--labels", "a circle", "--model", _model(f)],
+     2, ["at least two"]),
+    ("classify-truncated-image", lambda f: ["classify", f.path("truncated.png"), "--labels", "a,b",
+                                            "--model", _model(f)], 2, ["truncated.png"]),
+    ("search-missing-folder", lambda f: ["search", f.path("gone"), "--text", "x", "--model", _model(f)], 2,
+     ["not a directory"]),
+    ("search-top-0", lambda f: ["search", f.folder, "--text", "x", "--top", "0", "--model", _model(f)], 2,
+     ["--top", "at least 1"]),
+    ("models-unknown-name", lambda f: ["models", "path", "ViT-Z/99"], 2, ["unknown model 'ViT-Z/99'"]),
+    ("models-unknown-action", lambda f: ["models", "frobnicate"], 2, ["invalid choice"]),
+    ("evaluate-unknown-option", lambda f: ["evaluate", "--bogus"], 2, ["--bogus", "pixloom evaluate --help"]),
+    ("evaluate-limit-0", lambda f: ["evaluate", "--limit", "0", "--out", f.path("eval")], 2, ["--limit"]),
+    ("world-unknown-subcommand", lambda f: ["world", "bogus"], 2, ["'bogus'", "pixloom world --help"]),
+    ("world-grid-into-a-directory", lambda f: ["world", "grid", f.path("a-folder.png")], 2, ["is a directory"]),
+    ("world-grid-unknown-extension", lambda f: ["world", "grid", f.path("grid.txt")], 2, ["unknown image extension"]),
+    ("world-grid-zero-samples", lambda f: ["world", "grid", f.path("g.png"), "--n", "0"], 2, ["--n"]),
+    ("train-no-budget", lambda f: ["train", "--out", f.path("m.safetensors")], 2, ["--steps, --minutes"]),
+    ("train-negative-steps", lambda f: ["train", "--out", f.path("m.safetensors"), "--steps", "-1"], 2,
+     ["--steps must not be negative"]),
+    ("train-nan-lr", lambda f: ["train", "--out", f.path("m.safetensors"), "--steps", "1", "--lr", "nan"], 2,
+     ["--lr", "nan"]),
+    ("train-out-is-a-directory", lambda f: ["train", "--out", f.path("a-folder.png"), "--steps", "1"], 2,
+     ["is a directory"]),
+    ("train-unknown-option", lambda f: ["train", "--out", f.path("m.safetensors"), "--steps", "1", "--bogus"], 2,
+     ["--bogus"]),
+    ("list-bad-kind", lambda f: ["list", "--kind", "losses"], 2, ["invalid choice: 'losses'"]),
+    ("list-plugins-dir-missing", lambda f: ["list", "--plugins-dir", f.path("gone")], 2, ["not a directory"]),
+    ("presets-extra-argument", lambda f: ["presets", "extra"], 2, ["unrecognized arguments: extra"]),
+]
+
+
+@pytest.mark.parametrize("case,argv,code,expected", [pytest.param(*c, id=c[0]) for c in COMMAND_ERRORS])
+def test_every_command_gives_one_line_errors(run_cli, files, case, argv, code, expected):
+    result = run_cli(*argv(files))
+    assert result.code == code, f"exit code {result.code}: {result.err}"
+    line = result.error_line()
+    assert line.startswith("pixloom: error: "), line
+    for text in expected:
+        assert text in line, f"{text!r} not in: {line}"
+
+
+def test_every_command_is_spot_checked():
+    from pixloom.cli import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    checked = {c[0].split("-")[0] for c in COMMAND_ERRORS} | {"render"}
+    assert commands <= checked, f"no one-line error test for: {sorted(commands - checked)}"
+
+
+@pytest.mark.parametrize("argv", [["world", "grid"], ["train", "--bogus"], ["evaluate", "--bogus"]],
+                         ids=["world", "train", "evaluate"])
+def test_subcommand_parsers_print_no_usage_in_a_real_process(run_cli_subprocess, argv):
+    result = run_cli_subprocess(*argv)
+    assert result.code == 2
+    assert result.error_line().startswith("pixloom: error: ") and "usage:" not in result.err
+
+
+# ---------------------------------------------------------------- permissions, in a real process
+
+def _unprivileged() -> list:
+    """A command prefix under which file permissions apply: none for a normal user;
+    as root (who reads and writes anything), setpriv dropping the capabilities
+    that bypass them."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be made to apply")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+def _run_unprivileged(args, cwd, timeout=120):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    proc = subprocess.run([*_unprivileged(), sys.executable, "-m", "pixloom", *map(str, args)],
+                          capture_output=True, text=True, cwd=str(cwd), timeout=timeout,
+                          env=subprocess_env({"OMP_NUM_THREADS": "1"}))
+    from conftest import CliResult
+
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_unreadable_init_image_is_one_line(files, tmp_path):
+    image = files.path("secret.png")
+    image.write_bytes(files.path("good.png").read_bytes())
+    image.chmod(0)
+    try:
+        result = _run_unprivileged(["render", files.preset, "generator.params.init=image",
+                                    f"generator.params.init_image={image}"], tmp_path)
+    finally:
+        image.chmod(0o644)
+    assert result.code == 2, result.err
+    line = result.error_line()
+    assert "secret.png" in line and "not readable (permission denied)" in line
+
+
+def test_unwritable_output_dir_fails_before_the_work(files, tmp_path):
+    """Exit code 4 at once, not after a million steps, and nothing is written."""
+    out = tmp_path / "locked"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        result = _run_unprivileged(["render", files.preset, "--steps", "1000000", "--out", out], tmp_path, timeout=90)
+    finally:
+        out.chmod(0o755)
+    assert result.code == 4, result.err
+    line = result.error_line()
+    assert str(out) in line and "permission denied" in line
+    assert not any(out.iterdir())
+
+
+def test_output_dir_that_is_a_file_fails_before_the_work(run_cli, files):
+    result = run_cli("render", files.preset, "--steps", "1000000", "--out", files.path("notes.txt"))
+    assert result.code == 4
+    assert "notes.txt: is a file, not a folder" in result.error_line()
+    result = run_cli("render", files.preset, "--steps", "1000000", "--out", files.path("notes.txt") / "sub")
+    assert result.code == 4
+    assert "notes.txt" in result.error_line()
+
+
+# ---------------------------------------------------------------- the exit-code table
+
+def test_the_exit_code_table_lists_every_code():
+    import re
+
+    import pixloom.errors as errors
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "exit-codes.md").read_text(encoding="utf-8")
+    documented = {int(m) for m in re.findall(r"^\|\s*(\d+)\s*\|", docs, flags=re.M)}
+    defined = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
+    assert documented == defined
+    for cls in (errors.PixloomError, *errors.PixloomError.__subclasses__()):
+        assert cls.exit_code in documented, cls
+    assert "--debug" in docs

@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         parser = build_parser()
         # dotlist overrides may come after options (render PRESET --steps 5 a.b=1, animate likewise)
         args, extra = parser.parse_known_args(argv)
-        debug = bool(getattr(args, "debug", False))
+        debug = debug or bool(getattr(args, "debug", False))  # world/train/evaluate pass theirs on
         passthrough = {"world": "world_args", "train": "train_args", "evaluate": "eval_args"}
         if extra and args.command in passthrough:  # argparse leaves a leading option out of REMAINDER
             field = passthrough[args.command]

@@ -54,22 +54,27 @@ def cmd_search(args) -> int:
     return 0
 
 
+def _own(argv: list) -> list:
+    """A passed-through command line without pixloom's own --debug (main() has seen it)."""
+    return [a for a in argv if a != "--debug"]
+
+
 def cmd_world(args) -> int:
     from . import world
 
-    return world.main(args.world_args)
+    return world.main(_own(args.world_args))
 
 
 def cmd_train(args) -> int:
     from .training import perceptor
 
-    return perceptor.main(args.train_args)
+    return perceptor.main(_own(args.train_args))
 
 
 def cmd_evaluate(args) -> int:
     from . import evaluate
 
-    return evaluate.main(args.eval_args, plugins_dirs=args.plugins_dir or ())
+    return evaluate.main(_own(args.eval_args), plugins_dirs=args.plugins_dir or ())
 
 
 def add_commands(sub, common) -> None:

@@ -505,3 +505,24 @@ def test_the_exit_code_table_lists_every_code():
     for cls in (errors.PixloomError, *errors.PixloomError.__subclasses__()):
         assert cls.exit_code in documented, cls
     assert "--debug" in docs
+
+
+@pytest.mark.parametrize("argv", [
+    lambda f: ["render", f.preset, "run.steps=0"],
+    lambda f: ["animate", f.path("nope.yaml")],
+    lambda f: ["score", f.path("notes.txt"), "--text", "x", "--model", _model(f)],
+    lambda f: ["classify", f.path("good.png"), "--labels", "a", "--model", _model(f)],
+    lambda f: ["search", f.path("gone"), "--text", "x", "--model", _model(f)],
+    lambda f: ["models", "path", "ViT-Z/99"],
+    lambda f: ["world", "grid", f.path("a-folder.png")],
+    lambda f: ["train", "--out", f.path("m.safetensors")],
+    lambda f: ["evaluate", "--limit", "0"],
+    lambda f: ["list", "--plugins-dir", f.path("gone")],
+], ids=["render", "animate", "score", "classify", "search", "models", "world", "train", "evaluate", "list"])
+def test_debug_shows_the_traceback_for_every_command(run_cli, files, argv):
+    args = argv(files)
+    plain = run_cli(*args)
+    debug = run_cli(*args, "--debug")
+    assert plain.code == debug.code == 2
+    assert "Traceback (most recent call last)" in debug.err
+    assert debug.err.rstrip().splitlines()[-1] == plain.error_line()

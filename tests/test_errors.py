@@ -526,3 +526,37 @@ def test_debug_shows_the_traceback_for_every_command(run_cli, files, argv):
     assert plain.code == debug.code == 2
     assert "Traceback (most recent call last)" in debug.err
     assert debug.err.rstrip().splitlines()[-1] == plain.error_line()
+
+
+# ---------------------------------------------------------------- the corpus covers the issue's list
+
+ISSUE_CORPUS = {  # each kind of bad input the reliability issue names -> cases of the corpus above
+    "malformed YAML": ["malformed-yaml", "animate-malformed-yaml"],
+    "a preset extending itself": ["base-extends-itself", "base-cycle"],
+    "unknown plugin": ["unknown-generator", "unknown-loss", "unknown-perceptor", "unknown-output"],
+    "unknown key": ["unknown-top-level-key", "unknown-run-key", "unknown-param"],
+    "wrong type": ["wrong-param-type", "steps-not-a-number", "steps-not-an-integer"],
+    "negative or zero steps": ["steps-0", "steps-negative"],
+    "size 0 or absurdly large": ["size-0", "size-0-override", "size-absurdly-large", "size-absurdly-large-override"],
+    "NaN learning rate": ["nan-lr", "nan-lr-word"],
+    "empty prompt list": ["clip-loss-without-prompts", "empty-prompt-list-and-no-image-prompts", "empty-prompt"],
+    "prompt weight not a number": ["prompt-weight-not-a-number", "prompt-weight-not-a-number-mapping",
+                                   "prompt-weight-not-a-number-cli"],
+    "missing init image": ["missing-init-image"],
+    "truncated init image": ["truncated-init-image", "empty-init-image"],
+    "non-image init image": ["non-image-init-image"],
+    "a directory where a file belongs": ["directory-as-init-image", "preset-is-a-directory", "model-is-a-directory",
+                                         "resume-is-a-directory", "score-directory-as-image"],
+    "unknown device": ["unknown-device", "unknown-device-override", "unknown-device-cuda-index"],
+    "plugins-dir syntax error": ["plugins-dir-syntax-error"],
+}
+# in their own tests above: an unreadable init image (test_unreadable_init_image_is_one_line), an
+# unwritable output folder (test_unwritable_output_dir_fails_before_the_work), a plugin that raises
+# (test_plugin_raising_in_a_hook_names_plugin_and_hook, test_loss_raising_in_forward_names_the_loss)
+
+
+def test_the_corpus_covers_every_kind_of_bad_input_the_issue_names():
+    ids = {c[0] for c in RENDER_ERRORS} | {c[0] for c in COMMAND_ERRORS}
+    missing = {kind: [c for c in cases if c not in ids] for kind, cases in ISSUE_CORPUS.items()}
+    assert not any(missing.values()), missing
+    assert len(ids) >= 30 and len(ids) == len(RENDER_ERRORS) + len(COMMAND_ERRORS)  # ids are unique

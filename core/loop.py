@@ -18,47 +18,10 @@ from .files import ensure_output_dir
 from .interfaces import BuildContext
 from .manager import Registry, call_hook
 from .optim import build_optimizer, lr_factor, set_lr
+from .perf import configure as configure_perf
 from .preset import LoadedPreset, params_to_dict, validate_params
 from .state import RenderResult, State
-
-
-class StepInputs:
-    """One step's inputs to the losses. Crops and each perceptor's embeddings are
-    computed on first use and shared: one batched forward per perceptor a step."""
-
-    def __init__(self, image, step, total_steps, frame, augment, perceptors, cut_size):
-        self.image = image
-        self.step = step
-        self.total_steps = total_steps
-        self.frame = frame
-        self.perceptors = perceptors
-        self._augment = augment
-        self._cut_size = cut_size
-        self._cutouts = None
-        self._resized = {}
-        self._embeddings = {}
-
-    @property
-    def cutouts(self) -> torch.Tensor:
-        """[N, 3, s, s]: the step's crops at the largest perceptor input size."""
-        if self._cutouts is None:
-            self._cutouts = self._augment(self.image, self._cut_size)
-        return self._cutouts
-
-    def cutouts_for(self, label: str) -> torch.Tensor:
-        size = self.perceptors[label].input_size
-        if size == self._cut_size:
-            return self.cutouts
-        if size not in self._resized:
-            self._resized[size] = torch.nn.functional.interpolate(
-                self.cutouts, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        return self._resized[size]
-
-    def embeddings(self, label: str) -> torch.Tensor:
-        """[N, D]: perceptor ``label``'s embeddings of the crops."""
-        if label not in self._embeddings:
-            self._embeddings[label] = self.perceptors[label].encode_image(self.cutouts_for(label))
-        return self._embeddings[label]
+from .step import StepInputs, run_step  # noqa: F401 (StepInputs: pixloom.loop.StepInputs)
 
 
 @dataclass
@@ -76,6 +39,7 @@ class Run:
     stem: str
     out_dir: Path
     extra: dict = field(default_factory=dict)
+    perf: object = None  # pixloom.perf.Perf: precision and crop batch
 
 
 def _labels(entries) -> list:
@@ -165,7 +129,9 @@ def build_run(loaded: LoadedPreset, registry: Registry) -> Run:
         resolved.output.plugins[i] = {"name": entry.name, "params": params_to_dict(op)}
         outputs.append(out)
 
-    return Run(generator, perceptors, augment, losses, outputs, resolved, device, cut_size, stem, out_dir)
+    run = Run(generator, perceptors, augment, losses, outputs, resolved, device, cut_size, stem, out_dir)
+    run.perf = configure_perf(run, cfg.run)
+    return run
 
 
 def _setup_losses(run: Run) -> None:
@@ -177,22 +143,6 @@ def _setup_losses(run: Run) -> None:
         except Exception as exc:
             raise PluginError(f"loss {label} ({type(loss).__module__}) raised in setup: "
                               f"{type(exc).__name__}: {exc}", exit_code=3) from exc
-
-
-def _loss_terms(run: Run, inputs: StepInputs) -> dict:
-    terms = {}
-    for label, weight, loss in run.losses:
-        if weight == 0:
-            continue
-        try:
-            value = loss(inputs)
-        except PixloomError:
-            raise
-        except Exception as exc:
-            raise PluginError(f"loss {label} ({type(loss).__module__}) raised in forward at step "
-                              f"{inputs.step}: {type(exc).__name__}: {exc}", exit_code=3) from exc
-        terms[label] = weight * value
-    return terms
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -298,19 +248,10 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
             state.extra["base_lr"] = base_lr
             set_lr(optimizer, state.lr)
             run.generator.before_step(step, steps)
-            image = run.generator.synth()
-            inputs = StepInputs(image, step, steps, frame, run.augment, run.perceptors, run.cut_size)
-            terms = _loss_terms(run, inputs)
-            if not terms:
-                where = f" at frame {frame}" if frame else ""
-                raise PresetError(f"losses: every loss has weight 0{where}, so there is nothing to optimise "
-                                  f"(give at least one a non-zero weight)")
-            total = torch.stack(list(terms.values())).sum()
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            image, total, terms = run_step(run, optimizer, step, steps, frame)  # forward and backward
             optimizer.step()
             run.generator.after_step()
-            pending.append({"total": total.detach(), **{k: v.detach() for k, v in terms.items()}})
+            pending.append({"total": total, **terms})  # detached: synced every sync_every steps
             step += 1
             state.step = step
             state.image = image.detach()

@@ -44,6 +44,10 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     progress: bool = True
     on_nan: str = "stop"  # stop (at the last good image) | recover (halve the learning rate, go on)
+    crop_batch: Any = "auto"  # crops a perceptor pass: auto (fit memory_budget) | N (chunks of N)
+    memory_budget: Optional[str] = None  # e.g. 2GiB; default: $PIXLOOM_MEMORY_BUDGET, else free memory
+    precision: str = "auto"  # auto (TF32 on CUDA, fp32 elsewhere) | fp32 | tf32 | fp16 (CUDA autocast)
+    compile: bool = False  # torch.compile the perceptors' image towers (slow to start; see BENCHMARKS.md)
 
 
 @dataclass
@@ -335,6 +339,9 @@ def _check_values(cfg: DictConfig, source: str) -> None:
         bad("run.lr", f"must be a positive finite number (got {run.lr})")
     if run.on_nan not in ("stop", "recover"):
         bad("run.on_nan", f"unknown {run.on_nan!r} (valid: stop, recover)")
+    from .perf import check_run_settings
+
+    check_run_settings(run, source)
     if run.schedule.name not in ("constant", "step", "cosine"):
         bad("run.schedule.name", f"unknown schedule {run.schedule.name!r} (valid: constant, step, cosine)")
     if cfg.output.save_every < 0:

@@ -36,9 +36,17 @@ class ClipPerceptor(Perceptor):
         self.register_buffer("mean", torch.tensor(loaded.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(loaded.std).view(1, 3, 1, 1), persistent=False)
         self.input_size = int(self.model.visual.input_resolution)
+        # a ResNet image tower runs about 30% faster on the CPU in channels-last layout
+        # (BENCHMARKS.md, Performance); a ViT has one convolution, so it is left as it is
+        self.channels_last = type(self.model.visual).__name__ == "ModifiedResNet"
+        if self.channels_last:
+            self.model.visual.to(memory_format=torch.channels_last)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image((images - self.mean) / self.std).float()
+        x = (images - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model.encode_image(x).float()
 
     @torch.no_grad()
     def encode_text(self, texts: list) -> torch.Tensor:

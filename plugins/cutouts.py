@@ -174,9 +174,10 @@ class Cutouts(Augmentation):
                 noise = torch.randn((len(idx), *crops.shape[1:]), dtype=crops.dtype)
                 crops = crops.index_add(0, idx, noise, alpha=p.noise_std)
             elif p.noise_p >= 1:
-                crops = crops + torch.randn_like(crops) * p.noise_std
+                crops = crops + torch.randn(crops.shape, device=crops.device, dtype=crops.dtype) * p.noise_std
             else:  # no host sync for the count
-                crops = crops + torch.randn_like(crops) * (noisy.to(crops.dtype) * p.noise_std)[:, None, None, None]
+                noise = torch.randn(crops.shape, device=crops.device, dtype=crops.dtype)  # not _like: crops is strided
+                crops = crops + noise * (noisy.to(crops.dtype) * p.noise_std)[:, None, None, None]
         elif self.jitter is None:
             return crops.contiguous()  # a warp of an image in 0..1 stays in 0..1
         return crops.clamp(0, 1)

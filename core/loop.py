@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .device import pick_device, seed_everything
-from .errors import EXIT_INTERRUPTED, PixloomError, PluginError, PresetError, RunError
+from .errors import EXIT_INTERRUPTED, PixloomError, PluginError, RunError
 from .files import ensure_output_dir
 from .interfaces import BuildContext
 from .manager import Registry, call_hook

@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         # dotlist overrides may come after options (render PRESET --steps 5 a.b=1, animate likewise)
         args, extra = parser.parse_known_args(argv)
         debug = debug or bool(getattr(args, "debug", False))  # world/train/evaluate pass theirs on
-        passthrough = {"world": "world_args", "train": "train_args", "evaluate": "eval_args"}
+        passthrough = {"world": "world_args", "train": "train_args", "evaluate": "eval_args", "bench": "bench_args"}
         if extra and args.command in passthrough:  # argparse leaves a leading option out of REMAINDER
             field = passthrough[args.command]
             setattr(args, field, [*extra, *getattr(args, field)])

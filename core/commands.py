@@ -77,6 +77,12 @@ def cmd_evaluate(args) -> int:
     return evaluate.main(_own(args.eval_args), plugins_dirs=args.plugins_dir or ())
 
 
+def cmd_bench(args) -> int:
+    from . import bench
+
+    return bench.main(args.bench_args, plugins_dirs=args.plugins_dir or ())
+
+
 def add_commands(sub, common) -> None:
     """Add the extra subcommands to the ``pixloom`` parser."""
     from .models_cli import add_models_command
@@ -117,6 +123,11 @@ def add_commands(sub, common) -> None:
                        help="judge guided generation on the shapes-world prompts (see: pixloom evaluate --help)")
     p.add_argument("eval_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", parents=[common], add_help=False,
+                       help="measure speed, memory and time to recognisable (see: pixloom bench --help)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_bench)
 
     from .animate_cli import add_animate_command
 

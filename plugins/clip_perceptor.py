@@ -30,7 +30,7 @@ class ClipPerceptor(Perceptor):
 
     def __init__(self, params: ClipParams, ctx):
         super().__init__(params, ctx)
-        loaded = load_clip(params.model)
+        loaded = self._load(params)
         self.model = loaded.model.requires_grad_(False)
         self.tokenizer = loaded.tokenizer
         self.register_buffer("mean", torch.tensor(loaded.mean).view(1, 3, 1, 1), persistent=False)
@@ -41,6 +41,10 @@ class ClipPerceptor(Perceptor):
         self.channels_last = type(self.model.visual).__name__ == "ModifiedResNet"
         if self.channels_last:
             self.model.visual.to(memory_format=torch.channels_last)
+
+    def _load(self, params: ClipParams):
+        """The model, tokenizer and normalisation (a subclass may build them otherwise)."""
+        return load_clip(params.model)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std

@@ -74,9 +74,7 @@ class VQGANGenerator(Generator):
 
     def __init__(self, params: VQGANParams, ctx):
         super().__init__(params, ctx)
-        from pixloom.vqgan import load_vqgan
-
-        model = load_vqgan(params.model, params.checkpoint, trust=params.trust, resolve=ctx.resolve_path)
+        model = self._load_model(params, ctx)
         object.__setattr__(self, "model", model.eval().requires_grad_(False))  # frozen: not in state_dict
         f = model.factor
         self.grid = (max(1, math.ceil(self.height / f)), max(1, math.ceil(self.width / f)))
@@ -92,6 +90,12 @@ class VQGANGenerator(Generator):
         self.z = torch.nn.Parameter(z.clamp(self.z_min, self.z_max))
         if params.init == "image":
             self.init_from_image(load_image(ctx.resolve_path(params.init_image), (self.width, self.height)))
+
+    def _load_model(self, params: VQGANParams, ctx):
+        """The VQGAN (a subclass may build it otherwise)."""
+        from pixloom.vqgan import load_vqgan
+
+        return load_vqgan(params.model, params.checkpoint, trust=params.trust, resolve=ctx.resolve_path)
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)

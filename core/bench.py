@@ -269,28 +269,38 @@ def run_bench(presets=None, quick=False, out=Path("outputs/bench"), threads=None
     report = {"date": datetime.date.today().isoformat(), "command": command, "quick": quick,
               "machine": machine(dev), "note": None}
     started = time.perf_counter()
+
+    def write():
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        atomic_write(out / "bench.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
+        atomic_write(out / "bench.md", lambda tmp: tmp.write_text(markdown(report) + "\n"))
+
+    def section(key, title, fn):
+        log(f"{title}:")
+        try:
+            report[key] = fn()
+        except Exception as exc:  # a failed section is reported; the others still run
+            report.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
+            log(f"  {key} failed: {type(exc).__name__}: {exc}")
+        write()  # after every section: a run cut short keeps what it measured
+
     if "presets" in only:
-        log("presets:")
-        report["presets"] = bench_presets(presets, pm, registry, device_over, quick, log)
+        section("presets", "presets", lambda: bench_presets(presets, pm, registry, device_over, quick, log))
     if "ttr" in only:
-        log("time to recognisable:")
         n = ttr_prompts or (2 if quick else None)
-        report["ttr"] = bench_ttr(presets[0], pm, registry, device_over, quick, n, check_every, judge, log)
+        section("ttr", "time to recognisable", lambda: bench_ttr(presets[0], pm, registry, device_over, quick, n,
+                                                                 check_every, judge, log))
     if "scaling" in only:
-        log("scaling:")
-        report["scaling"] = bench_scaling(presets[0], pm, registry, device_over, quick, log)
-        plot_scaling(report["scaling"], out / "scaling.png",
-                     f"pixloom bench: preset {presets[0]}, {report['machine']['cpu']}, "
-                     f"{report['machine']['threads']} threads, {dev}")
+        section("scaling", "scaling", lambda: bench_scaling(presets[0], pm, registry, device_over, quick, log))
+        if "scaling" in report:
+            plot_scaling(report["scaling"], out / "scaling.png",
+                         f"pixloom bench: preset {presets[0]}, {report['machine']['cpu']}, "
+                         f"{report['machine']['threads']} threads, {dev}")
     if "realsize" in only and not (quick and only == SECTIONS):  # --quick: only when --only names it
-        log("real-size workloads:")
-        report["realsize"] = bench_realsize(pm, registry, device, quick, log)
+        section("realsize", "real-size workloads", lambda: bench_realsize(pm, registry, device, quick, log))
     if "options" in only:
-        log("options:")
-        report["options"] = bench_options(presets[0], pm, registry, device, device_over, quick, log)
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    atomic_write(out / "bench.json", lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
-    atomic_write(out / "bench.md", lambda tmp: tmp.write_text(markdown(report) + "\n"))
+        section("options", "options", lambda: bench_options(presets[0], pm, registry, device, device_over, quick, log))
+    write()
     log(f"wrote {out / 'bench.json'}, {out / 'bench.md'}" + (" and scaling.png" if "scaling" in report else "")
         + f" in {report['seconds']} s")
     return report
@@ -317,6 +327,6 @@ def main(argv=None, plugins_dirs=()) -> int:
     if unknown:
         parser.error(f"--only: unknown section {unknown[0]!r} (valid: {', '.join(SECTIONS)})")
     command = "pixloom bench" + "".join(" " + shlex.quote(a) for a in (sys.argv[2:] if argv is None else argv))
-    run_bench(args.presets, args.quick, Path(args.out), args.threads, args.device, only, args.ttr_prompts,
-              args.check_every, args.judge, command, plugins_dirs=plugins_dirs)
-    return 0
+    report = run_bench(args.presets, args.quick, Path(args.out), args.threads, args.device, only, args.ttr_prompts,
+                       args.check_every, args.judge, command, plugins_dirs=plugins_dirs)
+    return 1 if report.get("errors") else 0

@@ -20,6 +20,8 @@ def markdown(report: dict) -> str:
     lines = [f"# pixloom bench ({report['date']})", "",
              f"Machine: {where}; Python {m['python']}, torch {m['torch']}, {m['threads']} torch threads, "
              f"device {m['device']}.", "", f"Command: `{report['command']}`", ""]
+    for key, error in (report.get("errors") or {}).items():
+        lines += [f"Section {key} failed: {error}", ""]
     if report.get("note"):
         lines += [report["note"], ""]
     if report.get("presets"):
@@ -40,10 +42,12 @@ def markdown(report: dict) -> str:
                   f"Preset `{ttr['preset']}`, judge `{ttr['judge']}` checked every {ttr['check_every']} steps "
                   f"(its time not counted), {ttr['prompts']} evaluation prompts: median "
                   f"**{_fmt(ttr['median_s'], 1)} s** of optimisation until the judge ranks the prompt top-1 "
-                  f"({ttr['recognised']}/{ttr['prompts']} recognised within the preset's steps). Goal: < 10 s "
+                  f"({ttr['recognised']}/{ttr['prompts']} recognised within the steps run; a prompt never recognised "
+                  f"counts as infinitely slow). Goal: < 10 s "
                   f"on 2 CPU cores.", ""]
-        rows = [[r["prompt"], _fmt(r["seconds"], 1), r["step"] or "-"] for r in ttr["results"]]
-        lines += _table(["prompt", "seconds", "step"], rows) + [""]
+        rows = [[r["prompt"], _fmt(r["seconds"], 1), r["step"] or "-", f"{r.get('best_rank')}/{r.get('candidates')}",
+                 r.get("steps_run")] for r in ttr["results"]]
+        lines += _table(["prompt", "seconds", "step", "best rank", "steps run"], rows) + [""]
     sc = report.get("scaling")
     if sc:
         lines += ["## Scaling", "", f"Preset `{sc['preset']}`, seconds a step (mean of {sc['steps_timed']} "

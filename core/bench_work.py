@@ -150,7 +150,7 @@ def time_to_recognisable(preset, pm, registry, judge, prompts, check_every: int,
     for i, (caption, form) in enumerate(prompts):
         extra = [f"run.steps={max_steps}"] if max_steps else []
         pipe = Pipeline(preset, pm, registry, overrides=[*overrides, *extra], prompts=[caption])
-        clock = {"judge": 0.0, "found": None}
+        clock = {"judge": 0.0, "found": None, "ranks": []}
         started = time.perf_counter()
 
         def check(state):
@@ -158,7 +158,9 @@ def time_to_recognisable(preset, pm, registry, judge, prompts, check_every: int,
                 return None
             sync(pipe.device)
             t0 = time.perf_counter()
-            rank, _, _ = judge_rank(judge, state.image, caption, form, cache)
+            rank, n, _ = judge_rank(judge, state.image, caption, form, cache)
+            clock["ranks"].append(rank)
+            clock["candidates"] = n
             if rank == 1:
                 clock["found"] = (t0 - started - clock["judge"], state.step)
                 state.stop = True
@@ -167,10 +169,13 @@ def time_to_recognisable(preset, pm, registry, judge, prompts, check_every: int,
 
         pipe.step(pipe.steps_total, callbacks=[check])
         seconds, step = clock["found"] or (None, None)
+        ranks = clock["ranks"]
         out.append({"prompt": caption, "seconds": None if seconds is None else round(seconds, 2), "step": step,
-                    "setup_s": round(pipe.setup_s, 2)})
+                    "setup_s": round(pipe.setup_s, 2), "best_rank": min(ranks, default=None),
+                    "last_rank": ranks[-1] if ranks else None, "candidates": clock.get("candidates"),
+                    "steps_run": pipe.done})
         log(f"  time to recognisable {i + 1}/{len(prompts)}: "
-            f"{'not within %d steps' % pipe.steps_total if seconds is None else f'{seconds:.1f} s (step {step})'}"
+            f"{'not within %d steps (best rank %s)' % (pipe.steps_total, min(ranks, default='-')) if seconds is None else f'{seconds:.1f} s (step {step})'}"
             f"  {caption}")
         del pipe
     return out

@@ -130,11 +130,19 @@ class Cutouts(Augmentation):
         n = maps.shape[0]
         grid = maps @ self._base_grid(cut_size, source.device, source.dtype)  # [n, 3, s*s]
         grid = grid[:, :2] / grid[:, 2:] if self.params.perspective_p > 0 else grid[:, :2]
-        # the crops' grids stacked into one tall grid over the one source image: the backward
-        # pass then accumulates into [1, C, H, W] instead of an [n, C, H, W] buffer summed after
-        grid = grid.transpose(1, 2).reshape(1, n * cut_size, cut_size, 2)
-        out = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return out.view(source.shape[1], n, cut_size, cut_size).transpose(0, 1)
+        # the crops' grids stacked into tall grids over the one source image: the backward pass
+        # accumulates into [t, C, H, W] instead of an [n, C, H, W] buffer summed after. The CPU
+        # kernels split the work by batch, so t is the number of threads (a divisor of n).
+        t = 1
+        if source.device.type == "cpu":
+            t = max(d for d in range(1, min(n, torch.get_num_threads()) + 1) if n % d == 0)
+        grid = grid.transpose(1, 2).reshape(t, n // t * cut_size, cut_size, 2)
+        out = F.grid_sample(source.expand(t, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
+                            align_corners=False)
+        c = source.shape[1]
+        if t == 1:
+            return out.view(c, n, cut_size, cut_size).transpose(0, 1)
+        return out.view(t, c, n // t, cut_size, cut_size).transpose(1, 2).reshape(n, c, cut_size, cut_size)
 
     def forward(self, image: torch.Tensor, cut_size: int) -> torch.Tensor:
         p = self.params

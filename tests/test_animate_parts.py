@@ -241,6 +241,7 @@ def _fake_run(loss):
 
 def test_frame_settings_blend_prompts_set_weights_and_rerun_setup_only_on_change():
     cfg = load_preset("default").cfg
+    preset_lr = cfg.run.lr
     anim = parse_animation(_block(prompts={0: "a", 4: "b"},
                                   settings={"losses.1.weight": {0: 0.0, 4: 2.0}, "run.lr": {0: 0.1, 4: 0.3},
                                             "losses.0.params.target": {0: 0, 2: 1}}), "p")
@@ -248,7 +249,7 @@ def test_frame_settings_blend_prompts_set_weights_and_rerun_setup_only_on_change
     settings = FrameSettings(_fake_run(loss), cfg, anim, 0)
     run0, cfg0 = settings.apply(0)
     assert [w for _, w, _ in run0.losses] == [1.0, 0.0] and run0.outputs == []
-    assert cfg0.run.lr == pytest.approx(0.1) and cfg.run.lr == 0.1
+    assert cfg0.run.lr == pytest.approx(0.1) and cfg.run.lr == preset_lr  # the preset itself is untouched
     assert loss.setups == [[{"text": "a", "weight": 1.0}]]
     run2, cfg2 = settings.apply(2)
     assert [w for _, w, _ in run2.losses] == [1.0, pytest.approx(1.0)]

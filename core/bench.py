@@ -105,26 +105,31 @@ def bench_ttr(preset, pm, registry, device_over, quick, n_prompts, check_every, 
             "results": results}
 
 
-def _s_per_step(preset, pm, registry, overrides, steps) -> float:
+def _s_per_step(preset, pm, registry, overrides, steps, rounds=3) -> float:
+    """Median over ``rounds`` of the mean seconds of ``steps`` steps, after one warm-up step."""
+    import statistics
+
     pipe = Pipeline(preset, pm, registry, overrides=overrides)
     pipe.step(1)
-    seconds = pipe.step(steps) / steps
+    seconds = statistics.median(pipe.step(steps) / steps for _ in range(rounds))
     del pipe
     return round(seconds, 5)
 
 
 def bench_scaling(preset, pm, registry, device_over, quick, log) -> dict:
     steps = 2 if quick else 5
+    rounds = 1 if quick else 3
     sizes = SIZES[:2] if quick else SIZES
     crops = CROPS[:2] if quick else CROPS
-    out = {"preset": str(preset), "steps_timed": steps, "size": [], "crops": []}
+    out = {"preset": str(preset), "steps_timed": steps, "rounds": rounds, "size": [], "crops": []}
     for s in sizes:
         out["size"].append({"size": s, "s_per_step": _s_per_step(preset, pm, registry,
-                                                                 [*device_over, f"run.size=[{s},{s}]"], steps)})
+                                                                 [*device_over, f"run.size=[{s},{s}]"], steps, rounds)})
         log(f"  scaling: {s}x{s}: {out['size'][-1]['s_per_step']} s/step")
     for n in crops:
         out["crops"].append({"crops": n, "s_per_step": _s_per_step(
-            preset, pm, registry, [*device_over, f"augment.params.num={n}", "augment.params.overview=0"], steps)})
+            preset, pm, registry, [*device_over, f"augment.params.num={n}", "augment.params.overview=0"], steps,
+            rounds)})
         log(f"  scaling: {n} crops: {out['crops'][-1]['s_per_step']} s/step")
     return out
 
@@ -241,6 +246,7 @@ def plot_scaling(scaling: dict, path: Path, title: str) -> None:
         xs = [r[key] for r in scaling[key]]
         ys = [r["s_per_step"] for r in scaling[key]]
         ax.plot(xs, ys, "o-")
+        ax.set_ylim(bottom=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.set_xlabel(label)

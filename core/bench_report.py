@@ -50,15 +50,18 @@ def markdown(report: dict) -> str:
         lines += _table(["prompt", "seconds", "step", "best rank", "steps run"], rows) + [""]
     sc = report.get("scaling")
     if sc:
-        lines += ["## Scaling", "", f"Preset `{sc['preset']}`, seconds a step (mean of {sc['steps_timed']} "
-                                    f"after one warm-up); plot: scaling.png.", ""]
+        lines += ["## Scaling", "", f"Preset `{sc['preset']}`, seconds a step (median over {sc.get('rounds', 1)} "
+                                    f"rounds of the mean of {sc['steps_timed']} steps, after one warm-up); "
+                                    f"the crops are the perceptor's input size whatever the output size. "
+                                    f"Plot: scaling.png.", ""]
         lines += _table(["output size", "s/step"], [[f"{r['size']}x{r['size']}", _fmt(r["s_per_step"], 4)]
                                                    for r in sc["size"]]) + [""]
         lines += _table(["crops", "s/step"], [[r["crops"], _fmt(r["s_per_step"], 4)] for r in sc["crops"]]) + [""]
     if report.get("realsize"):
         lines += ["## Real-size workloads (random weights)", ""]
         rows = [[r["size"], r["crops"], r["steps_timed"], _fmt(r["s_per_step"], 4), _fmt(r.get("s_per_300_steps"), 1),
-                 r["crop_batch"] or "all", _fmt(r["peak_rss_mib"], 0), _fmt(r["cuda_max_allocated_mib"], 0),
+                 (f"all (room for {r['crop_batch']})" if not r["crop_batch"] or r["crop_batch"] >= r["crops"]
+                  else r["crop_batch"]), _fmt(r["peak_rss_mib"], 0), _fmt(r["cuda_max_allocated_mib"], 0),
                  _fmt(r["overhead_ratio"])] for r in report["realsize"]]
         lines += ["VQGAN imagenet_f16_16384 generator, CLIP ViT-B/32 perceptor (published shapes), cutouts "
                   "defaults.", ""]

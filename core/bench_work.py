@@ -105,6 +105,7 @@ class Pipeline:
         """The same model work by hand: generator forward and backward, and one batched
         forward and backward per perceptor over n_crops crops of its input size."""
         run = self.run
+        run.generator.before_step(self.done, self.steps_total)  # e.g. dalle's Gumbel sampling, as in a step
         image = run.generator.synth()
         total = 0
         with _autocast(run):
@@ -113,6 +114,7 @@ class Pipeline:
                 crops = F.interpolate(image, size=(s, s), mode="bilinear", align_corners=False)
                 total = total + perceptor.encode_image(crops.expand(n_crops, -1, -1, -1)).float().square().mean()
         total.backward()
+        run.generator.after_step()
         for p in run.generator.parameters():
             p.grad = None
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from .bench_work import PeakMemory, Pipeline, median_seconds, overhead, sync, time_to_recognisable
+from .bench_work import (PeakMemory, Pipeline, chained_cutouts, median_seconds, overhead, sync,
+                         time_augmentation, time_to_recognisable)
 from .files import atomic_write
 
 SECTIONS = ("presets", "ttr", "scaling", "realsize", "options")
@@ -182,6 +183,14 @@ def bench_options(preset, pm, registry, device_name, device_over, quick, log) ->
                      "speedup": round(baseline / value, 3), **extra})
         log(f"  option {option}: {value} s/step against {baseline} ({rows[-1]['speedup']}x)")
 
+    pipe = Pipeline(preset, pm, registry, overrides=device_over)
+    params = getattr(pipe.run.augment, "params", None)
+    if getattr(pipe.run.augment, "name", "") == "cutouts":
+        fused = time_augmentation(pipe.run, pipe.run.augment, steps * 3)
+        chained = time_augmentation(pipe.run, chained_cutouts(params), steps * 3)
+        add(f"cutouts as one grid_sample vs chained kornia ops, forward+backward ({preset}, {params.num} crops)",
+            round(fused, 5), round(chained, 5))
+    del pipe
     if device.type == "cpu":
         threads = torch.get_num_threads()
         counts = sorted({1, max(1, os.cpu_count() or 1)})

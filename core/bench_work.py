@@ -191,3 +191,58 @@ def median_seconds(results: list):
         return None
     m = statistics.median(values)
     return None if m == float("inf") else round(m, 2)
+
+
+def chained_cutouts(p):
+    """The cutouts as pixloom made them before their one-resampling rewrite: kornia's
+    RandomResizedCrop, then flip, affine, perspective, jitter and noise, each its own
+    batched op and resampling. Kept here only for ``pixloom bench``'s comparison."""
+    import kornia.augmentation as K
+
+    post = [K.RandomHorizontalFlip(p=p.flip_p)]
+    if p.affine_p > 0:
+        post.append(K.RandomAffine(degrees=p.degrees, translate=(p.translate, p.translate),
+                                   padding_mode="border", p=p.affine_p))
+    if p.perspective_p > 0:
+        post.append(K.RandomPerspective(distortion_scale=p.distortion, p=p.perspective_p))
+    if p.jitter_p > 0:
+        post.append(K.ColorJitter(p.brightness, p.contrast, p.saturation, p.hue, p=p.jitter_p))
+    if p.noise_p > 0:
+        post.append(K.RandomGaussianNoise(std=p.noise_std, p=p.noise_p))
+    post = torch.nn.Sequential(*post)
+    crops = {}
+
+    def forward(image, cut_size):
+        n_over, n_crop = p.overview, p.num - p.overview
+        parts = []
+        if n_crop:
+            if cut_size not in crops:
+                crops[cut_size] = K.RandomResizedCrop((cut_size, cut_size), scale=(p.min_scale, p.max_scale),
+                                                      cropping_mode="resample", p=1.0)
+            parts.append(crops[cut_size](image.expand(n_crop, -1, -1, -1)))
+        if n_over:
+            whole = F.interpolate(image, size=(cut_size, cut_size), mode="bilinear", align_corners=False,
+                                  antialias=True)
+            parts.append(whole.expand(n_over, -1, -1, -1))
+        return post(torch.cat(parts) if len(parts) > 1 else parts[0]).clamp(0, 1)
+
+    return forward
+
+
+def time_augmentation(run, augment, steps: int) -> float:
+    """Seconds of one forward and backward pass of ``augment`` on the run's image (min of 3 rounds)."""
+    image = run.generator.synth().detach().requires_grad_(True)
+
+    def once():
+        augment(image, run.cut_size).sum().backward()
+
+    once()
+    best = float("inf")
+    for _ in range(3):
+        sync(run.device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            once()
+        sync(run.device)
+        best = min(best, (time.perf_counter() - started) / steps)
+    return best

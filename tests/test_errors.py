@@ -394,6 +394,9 @@ COMMAND_ERRORS = [
     ("list-bad-kind", lambda f: ["list", "--kind", "losses"], 2, ["invalid choice: 'losses'"]),
     ("list-plugins-dir-missing", lambda f: ["list", "--plugins-dir", f.path("gone")], 2, ["not a directory"]),
     ("presets-extra-argument", lambda f: ["presets", "extra"], 2, ["unrecognized arguments: extra"]),
+    ("bench-unknown-section", lambda f: ["bench", "--only", "speed", "--out", f.path("bench")], 2,
+     ["--only: unknown section 'speed'"]),
+    ("bench-unknown-option", lambda f: ["bench", "--bogus"], 2, ["--bogus", "pixloom bench --help"]),
 ]
 
 

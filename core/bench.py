@@ -325,7 +325,7 @@ def run_bench(presets=None, quick=False, out=Path("outputs/bench"), threads=None
 def main(argv=None, plugins_dirs=()) -> int:
     from .cli import _Parser  # one-line errors, exit code 2
 
-    parser = _Parser(prog="pixloom bench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="pixloom bench", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--presets", nargs="+", metavar="PRESET",
                         help="shipped preset names or files (default: every shipped non-animation preset)")
     parser.add_argument("--quick", action="store_true",

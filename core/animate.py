@@ -33,7 +33,7 @@ from .device import seed_everything
 from .errors import EXIT_INTERRUPTED, OutputError, PixloomError, PluginError, PresetError, RunError
 from .files import ensure_output_dir, make_new_dir
 from .loop import (InterruptGuard, Interrupted, Run, build_run, initial_state, optimize, output_stem,
-                   run_plugin_versions, to_pil)
+                   run_plugin_versions, setup_loss, to_pil)
 from .manager import build_registry, call_hook, create_plugin_manager
 from .preset import LoadedPreset, load_preset
 from .state import RenderResult
@@ -108,18 +108,6 @@ def _with_first_prompts(cfg, animation: Animation, index):
             cfg.losses[index].params = {}
         cfg.losses[index].params.prompts = animation.prompts.first()
     return cfg
-
-
-def setup_loss(run: Run, index: int) -> None:
-    """Run loss ``index``'s ``setup`` (prompt embeddings and other constants)."""
-    label, _, loss = run.losses[index]
-    try:
-        loss.setup(run.perceptors)
-    except PixloomError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"loss {label} ({type(loss).__module__}) raised in setup: "
-                          f"{type(exc).__name__}: {exc}", exit_code=3) from exc
 
 
 class FrameSettings:

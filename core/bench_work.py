@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .device import seed_everything
-from .loop import _setup_losses, build_run, initial_state, make_optimizer, optimize
+from .loop import build_run, setup_losses, initial_state, make_optimizer, optimize
 from .perf import _autocast
 from .preset import load_preset
 
@@ -74,7 +74,7 @@ class Pipeline:
         self.cfg = self.loaded.cfg
         seed_everything(int(self.cfg.run.seed))
         self.run = build_run(self.loaded, registry)
-        _setup_losses(self.run)
+        setup_losses(self.run)
         self.optimizer = make_optimizer(self.run, self.cfg)
         self.steps_total = int(self.cfg.run.steps)
         self.state = initial_state(self.run, self.cfg, self.steps_total)

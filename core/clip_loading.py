@@ -10,7 +10,7 @@ A registry name (``ViT-B/32``, ``RN50``...) is fetched into the cache when missi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ class LoadedClip:
     mean: tuple
     std: tuple
     source: str
+    metadata: dict = field(default_factory=dict)  # a pixloom .safetensors file's metadata
 
 
 def build_clip(state_dict: dict, source: str) -> torch.nn.Module:
@@ -57,7 +58,8 @@ def load_clip(name: str, trust: bool = False) -> LoadedClip:
         model = build_clip(loaded.state_dict, str(path))
         tok_cfg = meta.get("tokenizer") or {"type": "bpe", "context_length": model.context_length}
         norm = meta.get("normalize") or {"mean": OPENAI_MEAN, "std": OPENAI_STD}
-        return LoadedClip(model, tokenizer_from_config(tok_cfg), tuple(norm["mean"]), tuple(norm["std"]), str(path))
+        return LoadedClip(model, tokenizer_from_config(tok_cfg), tuple(norm["mean"]), tuple(norm["std"]), str(path),
+                          meta)
     state = _torch_state_dict(path, trust)
     model = build_clip(state, str(path))
     return LoadedClip(model, BPETokenizer(model.context_length), OPENAI_MEAN, OPENAI_STD, str(path))

@@ -134,15 +134,21 @@ def build_run(loaded: LoadedPreset, registry: Registry) -> Run:
     return run
 
 
-def _setup_losses(run: Run) -> None:
-    for label, _, loss in run.losses:
-        try:
-            loss.setup(run.perceptors)
-        except PixloomError:
-            raise
-        except Exception as exc:
-            raise PluginError(f"loss {label} ({type(loss).__module__}) raised in setup: "
-                              f"{type(exc).__name__}: {exc}", exit_code=3) from exc
+def setup_loss(run: Run, index: int) -> None:
+    """Run loss ``index``'s ``setup`` (prompt embeddings and other constants)."""
+    label, _, loss = run.losses[index]
+    try:
+        loss.setup(run.perceptors)
+    except PixloomError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"loss {label} ({type(loss).__module__}) raised in setup: "
+                          f"{type(exc).__name__}: {exc}", exit_code=3) from exc
+
+
+def setup_losses(run: Run) -> None:
+    for index in range(len(run.losses)):
+        setup_loss(run, index)
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -350,7 +356,7 @@ def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None
     seed_everything(int(cfg.run.seed))
     run = build_run(loaded, registry)
     ensure_output_dir(run.out_dir)  # before the work, not after it
-    _setup_losses(run)
+    setup_losses(run)
     seed_everything(int(cfg.run.seed))
     optimizer = make_optimizer(run, cfg)
     steps = int(cfg.run.steps)

@@ -144,18 +144,12 @@ def evaluate(model, tokenizer, mean: Sequence[float], std: Sequence[float], *, n
 
 
 def load_clip(path) -> tuple:
-    """(model in float32, eval mode; tokenizer; mean; std; metadata) from a pixloom
-    CLIP .safetensors file."""
-    from .clip_compat import clip_model
-    from .models import read_safetensors
-    from .tokenizers import tokenizer_from_config
+    """(model in float32, eval mode; tokenizer; mean; std; metadata) from a CLIP
+    file, through :func:`pixloom.clip_loading.load_clip`."""
+    from .clip_loading import load_clip as load
 
-    loaded = read_safetensors(Path(path))
-    meta = loaded.metadata
-    model = clip_model().build_model(dict(loaded.state_dict)).float().eval()
-    tokenizer = tokenizer_from_config(meta["tokenizer"])
-    norm = meta.get("normalize", {"mean": [0.5] * 3, "std": [0.5] * 3})
-    return model, tokenizer, norm["mean"], norm["std"], meta
+    loaded = load(str(path))
+    return loaded.model, loaded.tokenizer, loaded.mean, loaded.std, loaded.metadata
 
 
 def format_table(result: dict) -> str:
@@ -176,7 +170,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
-    model, tokenizer, mean, std, meta = load_clip(args.weights)
+    model, tokenizer, mean, std, _ = load_clip(args.weights)
     result = evaluate(model, tokenizer, mean, std, n=args.n, seed=args.seed,
                       resolution=model.visual.input_resolution)
     result["weights"] = str(args.weights)

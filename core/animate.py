@@ -30,7 +30,7 @@ from .animation_config import Animation, check_loss_params, check_settings, pars
 from .animation_state import Checkpoint, load_state, save_frame, save_state
 from .camera import apply_move
 from .device import seed_everything
-from .errors import EXIT_INTERRUPTED, OutputError, PixloomError, PluginError, PresetError, RunError
+from .errors import EXIT_INTERRUPTED, OutputError, PixloomError, PresetError, RunError
 from .files import ensure_output_dir, make_new_dir
 from .loop import (InterruptGuard, Interrupted, Run, build_run, initial_state, optimize, output_stem,
                    run_plugin_versions, setup_loss, to_pil)

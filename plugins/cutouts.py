@@ -14,6 +14,23 @@ from pixloom.hookspecs import hookimpl
 from pixloom.interfaces import Augmentation
 
 
+NOISE_BANK = 8  # the CPU noise bank holds this many steps' worth of Gaussian numbers
+
+
+class _ClampPassGradient(torch.autograd.Function):
+    """Clamp to 0..1, with the gradient passed through unmasked: noise or jitter that
+    pushes a crop's pixel out of range does not cut that pixel off from guidance, and
+    the backward pass is free (a plain clamp's masks the gradient in four passes)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
 @dataclass
 class CutoutsParams:
     num: int = 32  # crops a step
@@ -75,6 +92,7 @@ class Cutouts(Augmentation):
         self.jitter = K.ColorJitter(p.brightness, p.contrast, p.saturation, p.hue, p=p.jitter_p) \
             if p.jitter_p > 0 else None
         self._grids = {}
+        self._bank = None
 
     def _base_grid(self, size: int, device, dtype) -> torch.Tensor:
         """[3, size*size]: the output pixels' centres in normalised coordinates, homogeneous."""
@@ -150,7 +168,7 @@ class Cutouts(Augmentation):
         n_crop = p.num - n_over
         height, width = image.shape[-2:]
         # one draw of every random number the step needs, on the image's device (no host sync)
-        u = torch.rand(p.num, 37, device=image.device, dtype=torch.float32)
+        u = torch.rand(p.num, 38, device=image.device, dtype=torch.float32)
         post = self._post_maps(u[:, 22:36])
         crop = self._crop_maps(p.num, u, height, width)
         source = image
@@ -177,10 +195,8 @@ class Cutouts(Augmentation):
             crops = self.jitter(crops)
         if p.noise_p > 0:
             noisy = u[:, 36] < p.noise_p
-            if crops.device.type == "cpu" and p.noise_p < 1:  # draw noise for the noisy crops only
-                idx = noisy.nonzero()[:, 0]
-                noise = torch.randn((len(idx), *crops.shape[1:]), dtype=crops.dtype)
-                crops = crops.index_add(0, idx, noise, alpha=p.noise_std)
+            if crops.device.type == "cpu":
+                crops = self._cpu_noise(crops, noisy, u[0, 37])
             elif p.noise_p >= 1:
                 crops = crops + torch.randn(crops.shape, device=crops.device, dtype=crops.dtype) * p.noise_std
             else:  # no host sync for the count
@@ -188,7 +204,25 @@ class Cutouts(Augmentation):
                 crops = crops + noise * (noisy.to(crops.dtype) * p.noise_std)[:, None, None, None]
         elif self.jitter is None:
             return crops.contiguous()  # a warp of an image in 0..1 stays in 0..1
-        return crops.clamp(0, 1)
+        return _ClampPassGradient.apply(crops)
+
+    def _cpu_noise(self, crops: torch.Tensor, noisy: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """Noise for the noisy crops from a window at a random place in a bank of Gaussian
+        numbers drawn once (NOISE_BANK times a step's need): torch's CPU generator is serial,
+        and drawing a step's noise took about as long as the cutouts themselves. Each crop's
+        noise is still Gaussian, independent across its pixels and different every step."""
+        idx = noisy.nonzero()[:, 0]
+        need = len(idx) * crops[0].numel()
+        full = crops.numel()
+        if self._bank is None or self._bank.numel() < NOISE_BANK * full or self._bank.dtype != crops.dtype:
+            # its own generator, seeded by the run's seed: a resumed render gets the same bank
+            g = torch.Generator().manual_seed(int(self.ctx.seed) + 0x5EED)
+            self._bank = torch.randn(NOISE_BANK * full, generator=g).to(crops.dtype)
+        start = int(where * (self._bank.numel() - need))
+        noise = self._bank[start:start + need].view(len(idx), *crops.shape[1:])
+        if len(idx) == crops.shape[0]:
+            return torch.add(crops, noise, alpha=self.params.noise_std)
+        return crops.index_add(0, idx, noise, alpha=self.params.noise_std)
 
 
 @hookimpl

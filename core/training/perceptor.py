@@ -174,6 +174,103 @@ def adversarial(model, images: torch.Tensor, tokens: torch.Tensor, truth: torch.
     return out
 
 
+NEGATIVE_KINDS = ("mosaic", "two shapes", "blobs", "shuffled")
+
+
+def negatives(n: int, g: torch.Generator) -> torch.Tensor:
+    """[n, 3, 64, 64] images that no caption of the world describes, shown to the
+    model as images without a positive caption: windows over a 2 x 2 mosaic of
+    world images, a second shape pasted onto a world image, regions of three to
+    five palette colours, and world images cut into 4 x 4 tiles and shuffled.
+
+    A model that has only seen one shape on one background can still call a
+    collage of colour patches "a red circle on a blue background" (nothing in its
+    training said otherwise), and guided renders climb straight to such
+    collages. These teach it that a caption is true of one clean shape on one
+    clean background, and that a shape is the arrangement of its edges, not
+    their statistics."""
+    r = world.RESOLUTION
+    kind = torch.randint(0, len(NEGATIVE_KINDS), (n,), generator=g)
+    base, attrs = world.sample(n, g)
+    out = base.clone()
+    idx = (kind == 0).nonzero()[:, 0]
+    if len(idx):
+        tiles, _ = world.sample(4 * len(idx), g)
+        tiles = tiles.view(len(idx), 2, 2, 3, r, r).permute(0, 3, 1, 4, 2, 5).reshape(len(idx), 3, 2 * r, 2 * r)
+        off = torch.randint(r // 4, 3 * r // 4 + 1, (len(idx), 2), generator=g)
+        out[idx] = torch.stack([t[:, oy:oy + r, ox:ox + r] for t, (oy, ox) in zip(tiles, off.tolist())])
+    idx = (kind == 1).nonzero()[:, 0]
+    if len(idx):
+        other = world.sample_attributes(len(idx), g)
+        mask = world.coverage(other)[:, None]
+        out[idx] = mask * other.fg_rgb[:, :, None, None] + (1 - mask) * out[idx]
+    idx = (kind == 2).nonzero()[:, 0]
+    if len(idx):
+        k = int(torch.randint(3, 6, (1,), generator=g))
+        fields = F.interpolate(torch.rand(len(idx), k, 4, 4, generator=g), size=(r, r), mode="bicubic",
+                               align_corners=False)
+        sharp = 10 ** (1 + 2 * torch.rand(len(idx), 1, 1, 1, generator=g))  # soft to hard region edges
+        weights = torch.softmax(fields * sharp, dim=1)
+        colours = world._PALETTE[torch.randint(0, len(world.COLOUR_NAMES), (len(idx), k), generator=g)]
+        out[idx] = torch.einsum("nkhw,nkc->nchw", weights, colours)
+    idx = (kind == 3).nonzero()[:, 0]
+    if len(idx):
+        t = r // 4
+        tiles = out[idx].unfold(2, t, t).unfold(3, t, t)  # [m, 3, 4, 4, t, t]
+        tiles = tiles.reshape(len(idx), 3, 16, t, t)
+        perm = torch.argsort(torch.rand(len(idx), 16, generator=g), dim=1)
+        tiles = tiles[torch.arange(len(idx))[:, None], :, perm].permute(0, 2, 1, 3, 4)  # [m, 3, 16, t, t]
+        out[idx] = tiles.reshape(len(idx), 3, 4, 4, t, t).permute(0, 1, 2, 4, 3, 5).reshape(len(idx), 3, r, r)
+    return out.clamp(0, 1).contiguous()
+
+
+class GeneratedNegatives:
+    """A persistent pool of images that the model itself is climbing toward
+    captions, the way guided generation does, shown to it as negatives of those
+    captions: what guidance would produce from this model is, step by step,
+    what it is taught not to confuse with a caption (persistent chains, as in
+    energy-based models' contrastive divergence). Every step each image takes
+    ``steps`` signed-gradient steps (with noise, like guidance's noisy crops)
+    toward its caption; ``renew`` of the pool restarts from grey noise or an
+    off-world image with a new caption."""
+
+    def __init__(self, size: int, g: torch.Generator, steps: int = 2, step_size: float = 0.02,
+                 renew: float = 0.1):
+        self.size, self.steps, self.step_size, self.renew = size, steps, step_size, renew
+        self.images = torch.empty(size, 3, world.RESOLUTION, world.RESOLUTION)
+        self.contents = [None] * size
+        self._restart(torch.arange(size), g)
+
+    def _restart(self, idx: torch.Tensor, g: torch.Generator) -> None:
+        n = len(idx)
+        grey = 0.5 + 0.1 * torch.randn(n, 3, world.RESOLUTION, world.RESOLUTION, generator=g)
+        off = negatives(n, g)
+        use_off = (torch.rand(n, generator=g) < 0.5)[:, None, None, None]
+        self.images[idx] = torch.where(use_off, off, grey).clamp(0, 1)
+        attrs = world.sample_attributes(n, g)
+        full = world.Form(colour=True, shape=True, background=True)
+        for j, i in enumerate(idx.tolist()):
+            self.contents[i] = world.content_of(attrs, j, full)
+
+    def step(self, model, tokenizer, mean, std, g: torch.Generator):
+        """Climb, then return (images, caption texts, their content ids)."""
+        renew = torch.rand(self.size, generator=g) < self.renew
+        if renew.any():
+            self._restart(renew.nonzero()[:, 0], g)
+        texts = [world.compose(c) for c in self.contents]
+        with torch.no_grad():
+            txt = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+        x = self.images
+        for _ in range(self.steps):
+            x = x.detach().requires_grad_(True)
+            noisy = (x + 0.06 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+            img = F.normalize(model.encode_image((noisy - mean) / std), dim=-1)
+            grad, = torch.autograd.grad((img * txt).sum(), x)
+            x = (x.detach() + self.step_size * grad.sign()).clamp(0, 1)
+        self.images = x.detach()
+        return self.images.clone(), texts, world.content_ids(self.contents)
+
+
 def lr_at(progress: float, base: float, warmup: float) -> float:
     if progress < warmup:
         return base * progress / warmup
@@ -228,11 +325,16 @@ def train(args) -> dict:
             "max_minutes": args.minutes, "batch": args.batch, "captions_per_image": args.captions,
             "lr": args.lr, "weight_decay": args.weight_decay, "warmup": args.warmup,
             "threads": args.threads, "init": args.init, "augment": args.augment,
-            "adversarial": args.adversarial, "adv_steps": args.adv_steps, "adv_share": args.adv_share, "loss_ema": round(ema, 4) if ema is not None else None,
+            "adversarial": args.adversarial, "adv_steps": args.adv_steps, "adv_share": args.adv_share,
+            "noise": args.noise, "negatives": args.negatives, "generated": args.generated, "loss_ema": round(ema, 4) if ema is not None else None,
             "time_capped": time_capped, "final": final, "parameters": n_params,
             "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         }
 
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    pool = GeneratedNegatives(int(round(args.generated * args.batch)), gen, steps=args.gen_steps, renew=args.gen_renew) \
+        if args.generated > 0 else None
     model.train()
     while True:
         elapsed = time.time() - t0
@@ -250,6 +352,20 @@ def train(args) -> dict:
         texts, ids = make_captions(attrs, args.captions, gen)
         truth = world.truth(ids, attrs)
         tokens = tokenizer(texts)
+        if args.noise > 0:  # most images noisy, up to std --noise: a perceptor for heavily noised views
+            sigma = torch.rand(len(images), 1, 1, 1, generator=gen) * args.noise
+            sigma = torch.where(torch.rand(len(images), 1, 1, 1, generator=gen) < 0.8, sigma, torch.zeros_like(sigma))
+            images = (images + sigma * torch.randn(images.shape, generator=gen)).clamp(0, 1)
+        if pool is not None:
+            extra, extra_texts, extra_ids = pool.step(model, tokenizer, mean, std, gen)
+            tokens = torch.cat([tokens, tokenizer(extra_texts)])
+            truth = torch.cat([truth, world.truth(extra_ids, attrs)], dim=1)  # what the world images say
+            images = torch.cat([images, extra])
+            truth = torch.cat([truth, torch.zeros(len(extra), truth.shape[1], dtype=truth.dtype)])
+        if args.negatives > 0:  # before the attack: it then also makes them as close to a caption as it can
+            k = int(round(args.negatives * args.batch))
+            images = torch.cat([images, negatives(k, gen)])
+            truth = torch.cat([truth, torch.zeros(k, truth.shape[1], dtype=truth.dtype)])
         if args.adversarial > 0:
             images = adversarial(model, images, tokens, truth, args.adversarial, args.adv_steps, args.adv_share, gen)
         x = (images - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
@@ -314,12 +430,23 @@ def parse_args(argv: Optional[list[str]] = None):
                    help="train on worst-case images within this per-pixel budget (0: off), e.g. 0.03")
     p.add_argument("--adv-steps", type=int, default=2, help="PGD steps for --adversarial")
     p.add_argument("--adv-share", type=float, default=0.5, help="share of each batch made adversarial")
+    p.add_argument("--negatives", type=float, default=0.0,
+                   help="images a step that no caption describes (collages, two shapes, colour regions, "
+                        "shuffled tiles), as a fraction of --batch")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="show 80%% of the images with Gaussian noise of std up to this (0: off), e.g. 0.4")
+    p.add_argument("--generated", type=float, default=0.0,
+                   help="a pool of images the model climbs toward captions as guidance would, shown as "
+                        "negatives, as a fraction of --batch")
+    p.add_argument("--gen-steps", type=int, default=2, help="climbing steps a training step for --generated")
+    p.add_argument("--gen-renew", type=float, default=0.1, help="share of the --generated pool restarted a step")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--save-every", type=float, default=5.0, help="minutes between checkpoints (0: only at the end)")
     p.add_argument("--eval-n", type=int, default=2000, help="held-out images per question (0: no evaluation)")
     p.add_argument("--eval-seed", type=int, default=zeroshot.DEFAULT_SEED)
     args = p.parse_args(argv)
-    for name in ("steps", "minutes", "eval_n", "adv_steps", "save_every"):
+    for name in ("steps", "minutes", "eval_n", "adv_steps", "save_every", "negatives", "generated", "noise",
+                 "gen_steps"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must not be negative (got {getattr(args, name)})")
     for name in ("batch", "captions", "threads", "log_every"):

@@ -4,8 +4,9 @@
                   [--only presets,ttr,scaling,realsize,options]
 
 For each shipped preset (animations aside): steps a second, seconds a render,
-peak memory, and the overhead ratio (the pipeline's time a step over the same
-model work done by hand in the same process). Then the time until the judge
+peak memory, the overhead ratio (the pipeline's time a step over the same
+model work done by hand in the same process) and where a step's time goes
+(generator, augmentation, perceptors, each loss, optimiser). Then the time until the judge
 recognises a render (median over the evaluation prompts), seconds a step
 against output size and crop count (table and plot), real-size workloads with
 random weights (CLIP ViT-B/32, VQGAN imagenet_f16_16384, 32 crops), and the
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .bench_work import (PeakMemory, Pipeline, chained_cutouts, median_seconds, overhead, sync,
+from .bench_work import (PeakMemory, Pipeline, breakdown, chained_cutouts, median_seconds, overhead, sync,
                          time_augmentation, time_to_recognisable)
 from .files import atomic_write
 
@@ -78,12 +79,13 @@ def bench_presets(presets, pm, registry, device_over, quick, log) -> list:
                 seconds = pipe.step(timed)
         s_step = seconds / timed
         ratio = overhead(pipe, rounds=3 if quick else 9, k=2 if quick else 4)
+        parts = breakdown(pipe, k=3 if quick else 20)
         w, h = (int(v) for v in pipe.cfg.run.size)
         row = {"preset": str(name), "size": f"{w}x{h}", "crops": ratio["crops"], "steps": steps,
                "steps_timed": timed, "s_per_step": round(s_step, 5), "steps_per_s": round(1 / s_step, 2),
                "setup_s": round(pipe.setup_s, 2), "s_per_render": round(pipe.setup_s + s_step * steps, 2),
                "s_per_render_measured": not quick, "peak_rss_mib": mem_cpu.rss_mib,
-               "cuda_max_allocated_mib": mem.cuda_mib, **ratio}
+               "cuda_max_allocated_mib": mem.cuda_mib, **ratio, "breakdown_ms": parts}
         rows.append(row)
         log(f"  {name}: {row['steps_per_s']} steps/s, {row['s_per_render']} s/render, "
             f"peak RSS {row['peak_rss_mib']} MiB, overhead ratio {row['overhead_ratio']}")
@@ -162,7 +164,7 @@ def bench_realsize(pm, registry, device_name, quick, log) -> list:
                "seconds_timed": round(seconds, 2), "setup_s": round(pipe.setup_s, 2),
                "crop_batch": pipe.run.perf.crop_batch, "peak_rss_mib": mem_cpu.rss_mib,
                "bytes_per_crop_mib": round(pipe.run.perf.bytes_per_crop / 2**20, 1),
-               "cuda_max_allocated_mib": mem.cuda_mib, **ratio}
+               "cuda_max_allocated_mib": mem.cuda_mib, **ratio, "breakdown_ms": parts}
         if on_gpu:
             row["s_per_300_steps"] = round(row["s_per_step"] * 300, 1)
         rows.append(row)

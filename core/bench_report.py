@@ -36,6 +36,13 @@ def markdown(report: dict) -> str:
         lines += ["", "Overhead ratio: median pipeline time a step over the median time of the same model work "
                       "done by hand (generator forward and backward, one batched perceptor forward and backward "
                       "over as many crops of the same size), interleaved rounds in one process. Goal: <= 1.15.", ""]
+        labels = list(dict.fromkeys(k for r in report["presets"] for k in r.get("breakdown_ms", {})))
+        if labels:
+            lines += ["Where a step's time goes: each part timed alone, forward and backward, in ms (the bare "
+                      "step is the generator and the perceptors; the pipeline adds the rest and its loop):", ""]
+            rows = [[r["preset"], *(_fmt(r.get("breakdown_ms", {}).get(k), 2) for k in labels),
+                     f"{r['pipeline_s_per_step'] * 1e3:.1f}"] for r in report["presets"]]
+            lines += _table(["preset", *labels, "pipeline step"], rows) + [""]
     ttr = report.get("ttr")
     if ttr:
         lines += ["## Time to recognisable", "",

@@ -142,6 +142,73 @@ def overhead(pipe: Pipeline, rounds: int, k: int) -> dict:
             "rounds": rounds, "steps_per_round": k}
 
 
+def breakdown(pipe: Pipeline, k: int) -> dict:
+    """Milliseconds of each part of a step, each timed alone (forward and backward,
+    mean of ``k`` calls, best of 3 rounds) on the run's current image and crops: the
+    generator, the augmentation, the perceptors over the step's crops, each loss on
+    fixed embeddings, and the optimiser's update. What the pipeline spends beyond
+    the bare step is the augmentation, the losses, the optimiser and the loop."""
+    from .step import StepInputs
+
+    run = pipe.run
+    params = [p for p in run.generator.parameters() if p.requires_grad]
+    image = run.generator.synth().detach().requires_grad_(True)
+    crops = run.augment(image, run.cut_size).detach()
+
+    def timed(fn) -> float:
+        fn()
+        best = float("inf")
+        for _ in range(3):
+            sync(run.device)
+            started = time.perf_counter()
+            for _ in range(k):
+                fn()
+            sync(run.device)
+            best = min(best, (time.perf_counter() - started) / k)
+        for t in (*params, image):
+            t.grad = None
+        return round(best * 1e3, 3)
+
+    def generator():
+        run.generator.synth().float().sum().backward()
+
+    def perceptors():
+        leaf = crops.clone().requires_grad_(True)
+        inputs = StepInputs(image, 0, 1, 0, run.augment, run.perceptors, run.cut_size, leaf)
+        with _autocast(run):
+            total = sum(inputs.embeddings(label).float().square().mean() for label in run.perceptors)
+        total.backward()
+
+    fixed = StepInputs(image, 0, 1, 0, run.augment, run.perceptors, run.cut_size, crops)
+    with torch.no_grad(), _autocast(run):
+        embeddings = {label: fixed.embeddings(label).float() for label in run.perceptors}
+
+    def loss_fn(loss):
+        def once():
+            inputs = StepInputs(image, pipe.done, pipe.steps_total, 0, run.augment, run.perceptors,
+                                run.cut_size, crops.clone().requires_grad_(True))
+            inputs._embeddings = {label: e.clone().requires_grad_(True) for label, e in embeddings.items()}
+            with _autocast(run):
+                value = loss(inputs)
+            if torch.is_tensor(value) and value.requires_grad:
+                value.float().backward()
+        return once
+
+    def optimizer_step():
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        pipe.optimizer.step()
+
+    parts = {"generator": timed(generator),
+             "augmentation": round(time_augmentation(run, run.augment, k) * 1e3, 3),
+             "perceptors": timed(perceptors)}
+    for label, weight, loss in run.losses:
+        if weight != 0:
+            parts[f"loss {label}"] = timed(loss_fn(loss))
+    parts["optimizer"] = timed(optimizer_step)
+    return parts
+
+
 def time_to_recognisable(preset, pm, registry, judge, prompts, check_every: int, max_steps: int | None,
                          overrides=(), log=print) -> list:
     """For each (caption, form): optimisation seconds (judge time left out) until the

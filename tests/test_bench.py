@@ -22,6 +22,9 @@ def test_bench_quick_smoke(run_cli, tiny_preset_file, tmp_path):
     (row,) = report["presets"]
     assert row["crops"] == 4 and row["steps_per_s"] > 0 and row["peak_rss_mib"] > 0
     assert row["overhead_ratio"] > 0 and row["bare_s_per_step"] > 0
+    parts = row["breakdown_ms"]
+    assert {"generator", "augmentation", "perceptors", "optimizer"} <= set(parts)
+    assert any(k.startswith("loss ") for k in parts) and all(v > 0 for v in parts.values())
     ttr = report["ttr"]
     assert ttr["prompts"] == 1 and len(ttr["results"]) == 1
     assert [r["size"] for r in report["scaling"]["size"]] == [64, 128]
@@ -29,6 +32,7 @@ def test_bench_quick_smoke(run_cli, tiny_preset_file, tmp_path):
     assert any("channels_last" in o["option"] for o in report["options"])
     text = (out / "bench.md").read_text()
     assert "Machine: " in text and "Command: `pixloom bench --quick" in text and "overhead ratio" in text
+    assert "Where a step's time goes" in text
     assert (out / "scaling.png").stat().st_size > 1000
 
 

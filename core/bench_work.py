@@ -156,18 +156,10 @@ def breakdown(pipe: Pipeline, k: int) -> dict:
     crops = run.augment(image, run.cut_size).detach()
 
     def timed(fn) -> float:
-        fn()
-        best = float("inf")
-        for _ in range(3):
-            sync(run.device)
-            started = time.perf_counter()
-            for _ in range(k):
-                fn()
-            sync(run.device)
-            best = min(best, (time.perf_counter() - started) / k)
+        seconds = best_of_3(fn, k, run.device)
         for t in (*params, image):
             t.grad = None
-        return round(best * 1e3, 3)
+        return round(seconds * 1e3, 3)
 
     def generator():
         run.generator.synth().float().sum().backward()
@@ -303,13 +295,18 @@ def time_augmentation(run, augment, steps: int) -> float:
     def once():
         augment(image, run.cut_size).sum().backward()
 
-    once()
+    return best_of_3(once, steps, run.device)
+
+
+def best_of_3(fn, k: int, device: torch.device) -> float:
+    """Seconds a call of ``fn`` (after one warm-up call): the best of 3 rounds of ``k`` calls."""
+    fn()
     best = float("inf")
     for _ in range(3):
-        sync(run.device)
+        sync(device)
         started = time.perf_counter()
-        for _ in range(steps):
-            once()
-        sync(run.device)
-        best = min(best, (time.perf_counter() - started) / steps)
+        for _ in range(k):
+            fn()
+        sync(device)
+        best = min(best, (time.perf_counter() - started) / k)
     return best

@@ -30,3 +30,15 @@ def load_image(path, size: tuple | None = None) -> torch.Tensor:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PixloomError(f"image {path}: not a readable image ({exc})") from exc
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def check_rgb(values, name: str = "init_color") -> None:
+    """Raise ValueError unless ``values`` is three numbers in 0..1."""
+    if len(values) != 3 or not all(0.0 <= float(c) <= 1.0 for c in values):
+        raise ValueError(f"{name}: must be three numbers in 0..1 (got {list(values)})")
+
+
+def flat_image(rgb, size: tuple) -> torch.Tensor:
+    """[1, 3, H, W] of one colour; ``size`` is (width, height)."""
+    return torch.tensor([float(c) for c in rgb], dtype=torch.float32).view(1, 3, 1, 1).expand(
+        1, 3, size[1], size[0]).contiguous()

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 
 import pixloom
 from pixloom.hookspecs import hookimpl
-from pixloom.images import load_image
+from pixloom.images import check_rgb, flat_image, load_image
 from pixloom.interfaces import Generator
 
 
@@ -18,7 +18,8 @@ from pixloom.interfaces import Generator
 class DalleParams:
     model: str = "shapes-dvae"  # embedded name, registry name (openai-dvae), .safetensors or decoder .pkl
     encoder: Optional[str] = None  # the encoder .pkl beside a decoder .pkl (init from an image only)
-    init: str = "random"  # random (random logits) | image (init_image through the encoder)
+    init: str = "random"  # random (random logits) | flat (init_color through the encoder) | image (init_image through it)
+    init_color: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # flat: RGB in 0..1
     init_image: Optional[str] = None
     init_scale: float = 1.0  # std of the random initial logits
     temperature: float = 1.0  # Gumbel-softmax temperature at the first step
@@ -28,8 +29,9 @@ class DalleParams:
     trust: bool = False  # allow full unpickling of a model file no published hash vouches for
 
     def __post_init__(self):
-        if self.init not in ("random", "image"):
-            raise ValueError(f"init: unknown init {self.init!r} (valid: random, image)")
+        if self.init not in ("random", "flat", "image"):
+            raise ValueError(f"init: unknown init {self.init!r} (valid: random, flat, image)")
+        check_rgb(self.init_color)
         if self.init == "image" and not self.init_image:
             raise ValueError("init_image: init: image needs init_image (a file path)")
         if self.temperature <= 0 or self.final_temperature <= 0:
@@ -69,6 +71,8 @@ class DalleGenerator(Generator):
         self._sampling = False
         if params.init == "image":
             self.init_from_image(load_image(ctx.resolve_path(params.init_image), (self.width, self.height)))
+        elif params.init == "flat":
+            self.init_from_image(flat_image(params.init_color, (self.width, self.height)))
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)

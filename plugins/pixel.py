@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import pixloom
 from pixloom.hookspecs import hookimpl
-from pixloom.images import load_image
+from pixloom.images import check_rgb, load_image
 from pixloom.interfaces import Generator
 
 
@@ -28,8 +28,7 @@ class PixelParams:
             raise ValueError(f"init: unknown init {self.init!r} (valid: noise, flat, image)")
         if self.init == "image" and not self.init_image:
             raise ValueError("init_image: init: image needs init_image (a file path)")
-        if len(self.init_color) != 3 or not all(0.0 <= c <= 1.0 for c in self.init_color):
-            raise ValueError(f"init_color: must be three numbers in 0..1 (got {list(self.init_color)})")
+        check_rgb(self.init_color)
         if self.pixel_size < 1:
             raise ValueError(f"pixel_size: must be at least 1 (got {self.pixel_size})")
         if self.noise_std < 0:

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 
 import pixloom
 from pixloom.hookspecs import hookimpl
-from pixloom.images import load_image
+from pixloom.images import check_rgb, flat_image, load_image
 from pixloom.interfaces import Generator
 
 
@@ -18,14 +18,16 @@ from pixloom.interfaces import Generator
 class VQGANParams:
     model: str = "shapes-vqgan"  # embedded name, registry name, .safetensors, or a taming config .yaml
     checkpoint: Optional[str] = None  # the .ckpt of a taming config (default: same name beside it)
-    init: str = "random"  # random (random codebook entries) | image (init_image through the encoder)
+    init: str = "random"  # random (random codebook entries) | flat (init_color through the encoder) | image (init_image through it)
+    init_color: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # flat: RGB in 0..1
     init_image: Optional[str] = None
     init_noise: float = 0.0  # std of noise added to the initial latent, in codebook units
     trust: bool = False  # allow full unpickling of a checkpoint no published hash vouches for
 
     def __post_init__(self):
-        if self.init not in ("random", "image"):
-            raise ValueError(f"init: unknown init {self.init!r} (valid: random, image)")
+        if self.init not in ("random", "flat", "image"):
+            raise ValueError(f"init: unknown init {self.init!r} (valid: random, flat, image)")
+        check_rgb(self.init_color)
         if self.init == "image" and not self.init_image:
             raise ValueError("init_image: init: image needs init_image (a file path)")
         if self.init_noise < 0:
@@ -90,6 +92,8 @@ class VQGANGenerator(Generator):
         self.z = torch.nn.Parameter(z.clamp(self.z_min, self.z_max))
         if params.init == "image":
             self.init_from_image(load_image(ctx.resolve_path(params.init_image), (self.width, self.height)))
+        elif params.init == "flat":
+            self.init_from_image(flat_image(params.init_color, (self.width, self.height)))
 
     def _load_model(self, params: VQGANParams, ctx):
         """The VQGAN (a subclass may build it otherwise)."""

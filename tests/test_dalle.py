@@ -156,6 +156,15 @@ def test_init_from_image_is_the_encoders_logits(tiny_path, tmp_path):
     assert gen.logits.requires_grad
 
 
+def test_flat_init_is_the_encoders_logits_of_one_colour(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, init="flat", init_color=[0.9, 0.2, 0.1])
+    with torch.no_grad():
+        flat = torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1).expand(1, 3, H, W)
+        assert torch.allclose(gen.logits.detach(), gen.model.encode_logits(flat), atol=1e-5)
+    with pytest.raises(ValueError, match="init_color"):
+        DalleParams(init="flat", init_color=[0.5, 0.5])
+
+
 def test_sizes_not_multiple_of_8_are_cropped(tiny_path, tmp_path):
     gen = make(tiny_path, tmp_path, size=(45, 33))
     assert gen.grid == (5, 6) and gen.synth().shape == (1, 3, 33, 45)

@@ -217,6 +217,16 @@ def test_init_from_image_is_the_encoders_latent(tiny_path, tmp_path):
     assert gen.z.requires_grad
 
 
+def test_flat_init_is_the_encoders_latent_of_one_colour(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, init="flat", init_color=[0.1, 0.8, 0.3])
+    with torch.no_grad():
+        expected = gen.model.encode_latent(torch.tensor([0.1, 0.8, 0.3]).view(1, 3, 1, 1).expand(1, 3, H, W) * 2 - 1)
+    assert torch.allclose(gen.z.detach(), expected.clamp(gen.z_min, gen.z_max), atol=1e-5)
+    assert not torch.allclose(gen.z.detach(), make(tiny_path, tmp_path).z.detach())
+    with pytest.raises(ValueError, match="init_color: must be three numbers in 0..1"):
+        VQGANParams(init="flat", init_color=[0.5, 1.5, 0.0])
+
+
 def test_init_image_param_and_paths_relative_to_the_preset(tiny_path, tmp_path):
     import shutil
 

@@ -164,7 +164,7 @@ def bench_realsize(pm, registry, device_name, quick, log) -> list:
                "seconds_timed": round(seconds, 2), "setup_s": round(pipe.setup_s, 2),
                "crop_batch": pipe.run.perf.crop_batch, "peak_rss_mib": mem_cpu.rss_mib,
                "bytes_per_crop_mib": round(pipe.run.perf.bytes_per_crop / 2**20, 1),
-               "cuda_max_allocated_mib": mem.cuda_mib, **ratio, "breakdown_ms": parts}
+               "cuda_max_allocated_mib": mem.cuda_mib, **ratio}
         if on_gpu:
             row["s_per_300_steps"] = round(row["s_per_step"] * 300, 1)
         rows.append(row)

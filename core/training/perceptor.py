@@ -186,9 +186,10 @@ def negatives(n: int, g: torch.Generator) -> torch.Tensor:
     A model that has only seen one shape on one background can still call a
     collage of colour patches "a red circle on a blue background" (nothing in its
     training said otherwise), and guided renders climb straight to such
-    collages. These teach it that a caption is true of one clean shape on one
-    clean background, and that a shape is the arrangement of its edges, not
-    their statistics."""
+    collages. These are meant to teach it that a caption is true of one clean
+    shape on one clean background, and that a shape is the arrangement of its
+    edges, not their statistics (short fine-tunes with them did not yet make
+    guided renders recognisable: BENCHMARKS.md, "Why no shapes form")."""
     r = world.RESOLUTION
     kind = torch.randint(0, len(NEGATIVE_KINDS), (n,), generator=g)
     base, attrs = world.sample(n, g)

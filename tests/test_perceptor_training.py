@@ -66,3 +66,8 @@ def test_off_world_flags_refuse_negative_values(flag, tmp_path):
     with pytest.raises(PixloomError, match=f"{flag} must not be negative") as info:
         tp.parse_args(["--out", str(tmp_path / "m.safetensors"), "--steps", "1", flag, "-0.1"])
     assert info.value.exit_code == 2
+
+
+def test_gen_renew_must_be_a_share(tmp_path):
+    with pytest.raises(PixloomError, match="--gen-renew must be between 0 and 1"):
+        tp.parse_args(["--out", str(tmp_path / "m.safetensors"), "--steps", "1", "--gen-renew", "1.5"])

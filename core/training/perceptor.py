@@ -369,7 +369,7 @@ def train(args) -> dict:
             truth = torch.cat([truth, torch.zeros(k, truth.shape[1], dtype=truth.dtype)])
         if args.adversarial > 0:
             images = adversarial(model, images, tokens, truth, args.adversarial, args.adv_steps, args.adv_share, gen)
-        x = (images - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        x = (images - mean) / std
         img = F.normalize(model.encode_image(x), dim=-1)
         txt = F.normalize(model.encode_text(tokens), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T
@@ -453,6 +453,8 @@ def parse_args(argv: Optional[list[str]] = None):
     for name in ("batch", "captions", "threads", "log_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)})")
+    if not 0 <= args.gen_renew <= 1:
+        p.error(f"--gen-renew must be between 0 and 1 (got {args.gen_renew})")
     if not (math.isfinite(args.lr) and args.lr > 0):
         p.error(f"--lr must be a positive finite number (got {args.lr})")
     if not args.steps and not args.minutes:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import pixloom
 from pixloom.hookspecs import hookimpl
-from pixloom.images import check_rgb, load_image
+from pixloom.images import check_rgb, flat_image, load_image
 from pixloom.interfaces import Generator
 
 
@@ -66,7 +66,7 @@ class PixelGenerator(Generator):
         if params.init == "noise":
             base = torch.full((1, 3, *self.grid), 0.5)
         elif params.init == "flat":
-            base = torch.tensor(params.init_color, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, *self.grid)
+            base = flat_image(params.init_color, (self.grid[1], self.grid[0]))
         else:
             image = load_image(ctx.resolve_path(params.init_image), (self.width, self.height))
             base = F.interpolate(image, size=self.grid, mode="area")

@@ -324,6 +324,18 @@ def sample(n: int, generator: torch.Generator, **fixed) -> tuple[torch.Tensor, A
     return render(attrs), attrs
 
 
+def mosaic_windows(n: int, generator: torch.Generator, low: int = 0, high: int = RESOLUTION) -> torch.Tensor:
+    """n windows [n, 3, 64, 64] over 2 x 2 mosaics of world images, each window's
+    top and left offsets drawn in low..high: scenes cut across shape borders,
+    which no caption describes."""
+    r = RESOLUTION
+    tiles, _ = sample(4 * n, generator)
+    tiles = tiles.view(n, 2, 2, 3, r, r).permute(0, 3, 1, 4, 2, 5).reshape(n, 3, 2 * r, 2 * r)
+    oy = torch.randint(low, high + 1, (n,), generator=generator)
+    ox = torch.randint(low, high + 1, (n,), generator=generator)
+    return torch.stack([tiles[i, :, oy[i]: oy[i] + r, ox[i]: ox[i] + r] for i in range(n)])
+
+
 # --- captions --------------------------------------------------------------
 
 @dataclass(frozen=True)

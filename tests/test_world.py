@@ -183,3 +183,15 @@ def test_grid_cli(tmp_path):
     assert world.main(["grid", str(out), "--n", "4", "--seed", "1"]) == 0
     im = Image.open(out)
     assert im.size[0] > 4 * 64 and im.size[1] > 64
+
+
+def test_mosaic_windows_cut_across_four_scenes():
+    scenes, _ = world.sample(8, torch.Generator().manual_seed(4))  # the draws mosaic_windows(2, ...) makes first
+    corner = world.mosaic_windows(2, torch.Generator().manual_seed(4), 0, 0)
+    assert torch.equal(corner[0], scenes[0]) and torch.equal(corner[1], scenes[4])  # offset 0: the top-left scene
+    middle = world.mosaic_windows(2, torch.Generator().manual_seed(4), 32, 32)
+    assert middle.shape == (2, 3, 64, 64)
+    assert torch.equal(middle[0, :, :32, :32], scenes[0][:, 32:, 32:])  # top left: the first scene's bottom right
+    assert torch.equal(middle[0, :, :32, 32:], scenes[1][:, 32:, :32])
+    assert torch.equal(middle[0, :, 32:, :32], scenes[2][:, :32, 32:])
+    assert torch.equal(middle[0, :, 32:, 32:], scenes[3][:, :32, :32])

@@ -29,12 +29,7 @@ def batch(n: int, g: torch.Generator, mosaic: float = 0.25) -> torch.Tensor:
     images, _ = world.sample(n, g)
     k = int(round(n * mosaic))
     if k:
-        tiles, _ = world.sample(4 * k, g)
-        tiles = tiles.view(k, 2, 2, 3, 64, 64).permute(0, 3, 1, 4, 2, 5).reshape(k, 3, 128, 128)
-        oy = torch.randint(0, 65, (k,), generator=g)
-        ox = torch.randint(0, 65, (k,), generator=g)
-        windows = torch.stack([tiles[i, :, oy[i]: oy[i] + 64, ox[i]: ox[i] + 64] for i in range(k)])
-        images = torch.cat([images[: n - k], windows])
+        images = torch.cat([images[: n - k], world.mosaic_windows(k, g)])
     flip = torch.rand(n, generator=g) < 0.5
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     return images.contiguous()

@@ -196,10 +196,7 @@ def negatives(n: int, g: torch.Generator) -> torch.Tensor:
     out = base.clone()
     idx = (kind == 0).nonzero()[:, 0]
     if len(idx):
-        tiles, _ = world.sample(4 * len(idx), g)
-        tiles = tiles.view(len(idx), 2, 2, 3, r, r).permute(0, 3, 1, 4, 2, 5).reshape(len(idx), 3, 2 * r, 2 * r)
-        off = torch.randint(r // 4, 3 * r // 4 + 1, (len(idx), 2), generator=g)
-        out[idx] = torch.stack([t[:, oy:oy + r, ox:ox + r] for t, (oy, ox) in zip(tiles, off.tolist())])
+        out[idx] = world.mosaic_windows(len(idx), g, r // 4, 3 * r // 4)
     idx = (kind == 1).nonzero()[:, 0]
     if len(idx):
         other = world.sample_attributes(len(idx), g)

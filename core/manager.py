@@ -24,6 +24,7 @@ DEFAULT_PLUGINS = (
     "pixloom.plugins.pixel",
     "pixloom.plugins.vqgan",
     "pixloom.plugins.dalle",
+    "pixloom.plugins.diffusion",
     "pixloom.plugins.clip_perceptor",
     "pixloom.plugins.clip_loss",
     "pixloom.plugins.image_losses",

@@ -14,10 +14,16 @@ Config keys: param (pixel | fourier | duo | aez), ps, levels, up, noise,
 worldinit, mgrid, ncol, sharp, palcols, cheatcol (a diagnostic: the prompt's
 own colours), lr, opt (adam | sgd), steps, cut (CutoutsParams), contrast, cw,
 smooth, mtv, prior / proj / pres (the shapes-vqgan reconstruction as a pull or
-a projection), ae / aeproj / aepath (the same with world_ae.py's autoencoder).
+a projection), ae / aeproj / aepath (the same with world_ae.py's autoencoder),
+dn / dnproj / dnthrough with dnsig [max, min] (noise levels, geometric over the
+run), dnres, dnrand, dnfinal: world_denoiser.py's denoiser (DN=file) as a pull
+toward its estimate, a projection of the render's low frequencies onto it every
+dnproj steps, or the image the guide judges (and the render) in place of the
+pixels.
 Writes NAME.png (the renders) beside the current folder.
 """
 import json
+import math
 import os
 import sys
 import time
@@ -54,7 +60,49 @@ def sanity():
 
 def rgb_to_param(x): return torch.logit(x.clamp(1e-3,1-1e-3))
 
+def run_diffusion(cfg, prompt, form, seed=0):
+    """CLIP-guided sampling of world_denoiser.py's model: a stochastic sampler
+    over a geometric noise ladder whose every denoised estimate is moved down
+    the guide's loss (on crops of it at 128 px) before the next noise level."""
+    import world_denoiser as wdn
+    global _DN
+    if '_DN' not in globals(): _DN = wdn.load(os.environ.get('DN', 'world_dn.pt'))
+    H, res, steps = cfg.get('size', 128), cfg.get('dnres', 32), cfg.get('steps', 100)
+    smax, smin = cfg.get('dnsig', [4.0, 0.02])
+    sig = [smax * (smin / smax) ** (i / (steps - 1)) for i in range(steps)] + [0.0]
+    g = torch.Generator().manual_seed(seed)
+    cp = CutoutsParams(**cfg.get('cut', dict(num=32, min_scale=0.6, overview=4, flip_p=0.0, affine_p=0.5, perspective_p=0.0, noise_p=1.0, noise_std=0.06)))
+    cut = Cutouts(cp, BuildContext(size=(H,H), device=torch.device('cpu'), seed=seed))
+    text = F.normalize(guide.encode_text([prompt]), dim=-1)
+    from pixloom.plugins.clip_loss import swapped
+    rivals = swapped(prompt, ["red|green|blue|yellow|purple|orange|white|black", "circle|square|triangle|star|cross|ring"])
+    negs = F.normalize(guide.encode_text(rivals), dim=-1)
+    scale, churn = cfg.get('gscale', 1.0), cfg.get('churn', 0.5)
+    x = torch.randn(1, 3, res, res, generator=g) * sig[0]
+    t0 = time.time()
+    for i in range(steps):
+        xg = x.detach().requires_grad_(True)
+        d = _DN(xg, torch.full((1,), sig[i]))
+        img = F.interpolate(((d + 1) / 2).clamp(0, 1), size=(H, H), mode='bilinear', align_corners=False)
+        emb = F.normalize(guide.encode_image(cut(img, 64)), dim=-1)
+        loss = (emb - text).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2).mean()
+        logits = torch.cat([emb @ text.T, emb @ negs.T], 1) * 50
+        loss = loss + (torch.logsumexp(logits, 1) - logits[:, 0]).mean() * cfg.get('cw', 1.0)
+        grad, = torch.autograd.grad(loss, xg)
+        with torch.no_grad():
+            gp = cfg.get('gpow', 2.0)
+            d = d - scale * sig[i] ** gp * grad / grad.pow(2).mean().sqrt().clamp(min=1e-8) * cfg.get('gnorm', 0.05) \
+                if cfg.get('gnorm') else d - scale * sig[i] ** gp * grad
+            eps = (x - d) / sig[i]
+            x = d + sig[i + 1] * ((1 - churn) ** 0.5 * eps + churn ** 0.5 * torch.randn(x.shape, generator=g))
+    with torch.no_grad():
+        img = F.interpolate(((x + 1) / 2).clamp(0, 1), size=(H, H), mode='bilinear', align_corners=False)
+    return img, time.time() - t0
+
+
 def run(cfg, prompt, form, seed=0):
+    if cfg.get('param') == 'diff':
+        return run_diffusion(cfg, prompt, form, seed)
     torch.manual_seed(seed)
     H = cfg.get('size', 128)
     steps = cfg.get('steps', 200)
@@ -156,10 +204,33 @@ def run(cfg, prompt, form, seed=0):
             with torch.no_grad():
                 y = F.interpolate(x, size=(64,64), mode='area')
                 return F.interpolate(_AE(y), size=(H,H), mode='bilinear', align_corners=False)
+    dnw = cfg.get('dn', 0.0); dnproj = cfg.get('dnproj', 0)
+    if dnw or dnproj or cfg.get('dnthrough'):
+        import world_denoiser as wdn
+        global _DN
+        if '_DN' not in globals(): _DN = wdn.load(os.environ.get('DN', 'world_dn.pt'))
+        smax, smin = cfg.get('dnsig', [1.0, 0.05])
+        def sigma_at(step):   # geometric from smax to smin over the run
+            return smax * (smin / smax) ** (step / max(1, steps - 1))
+        dres = cfg.get('dnres', 64)
+        def dnrec(x, sigma, gen=None):
+            with torch.no_grad():
+                y = F.interpolate(x, size=(dres,dres), mode='area') * 2 - 1
+                s = torch.full((y.shape[0],), float(sigma))
+                d = _DN(y + s.view(-1,1,1,1) * torch.randn(y.shape, generator=gen), s)
+                return ((d + 1) / 2).clamp(0, 1)
+        gdn = torch.Generator().manual_seed(seed + 99)
     t0 = time.time()
     for step in range(steps):
         x = synth()
-        crops = cut(x, 64)
+        if cfg.get('dnthrough'):   # the guide judges the denoiser's world estimate of the render
+            sg = sigma_at(step)
+            y = F.interpolate(x, size=(dres,dres), mode='area') * 2 - 1
+            sv = torch.full((1,), float(sg))
+            est = ((_DN(y + sg * torch.randn(y.shape, generator=gdn), sv) + 1) / 2).clamp(0, 1)
+            crops = cut(F.interpolate(est, size=(H,H), mode='bilinear', align_corners=False), 64)
+        else:
+            crops = cut(x, 64)
         loss = 0
         for gi, gd in enumerate(guides):
             text = texts_[gi]
@@ -180,11 +251,22 @@ def run(cfg, prompt, form, seed=0):
             loss = loss + aew * (x - aerec(x)).pow(2).mean()
         if prior_w:
             loss = loss + prior_w * (x - recon(x)).pow(2).mean()
+        if dnw:
+            sg = sigma_at(step) if not cfg.get('dnrand') else float(torch.exp(torch.empty(1).uniform_(math.log(smin), math.log(smax))))
+            xr = F.interpolate(x, size=(dres,dres), mode='area')
+            loss = loss + dnw * (xr - dnrec(x, sg, gdn)).pow(2).mean()
         opt.zero_grad(); loss.backward(); opt.step()
         if aeproj and (step+1) % aeproj == 0 and step < steps*cfg.get('proj_until',1.0):
             with torch.no_grad():
                 r = aerec(synth())
                 ps[0].copy_(rgb_to_param(F.interpolate(r, size=ps[0].shape[-2:], mode='area')))
+                for l in ps[1:]: l.zero_()
+        if dnproj and (step+1) % dnproj == 0 and step < steps*cfg.get('proj_until',1.0):
+            with torch.no_grad():
+                xc = synth()
+                low = F.interpolate(xc, size=(dres,dres), mode='area')
+                r = xc + F.interpolate(dnrec(xc, sigma_at(step), gdn) - low, size=xc.shape[-2:], mode='bilinear', align_corners=False)
+                ps[0].copy_(rgb_to_param(F.interpolate(r.clamp(0,1), size=ps[0].shape[-2:], mode='area')))
                 for l in ps[1:]: l.zero_()
         if proj_every and (step+1) % proj_every == 0 and step < steps*cfg.get('proj_until',1.0):
             with torch.no_grad():
@@ -193,6 +275,11 @@ def run(cfg, prompt, form, seed=0):
                 for l in ps[1:]: l.zero_()
     with torch.no_grad():
         img = synth()
+        if cfg.get('dnthrough'):   # the render is the denoiser's estimate at the last noise level
+            y = F.interpolate(img, size=(dres,dres), mode='area') * 2 - 1
+            sg = cfg.get('dnfinal', smin)
+            est = ((_DN(y + sg * torch.randn(y.shape, generator=gdn), torch.full((1,), float(sg))) + 1) / 2).clamp(0, 1)
+            img = F.interpolate(est, size=(H,H), mode='bilinear', align_corners=False)
     return img, time.time()-t0
 
 def evalcfg(name, cfg, n=8, which='tune', start=0):
@@ -223,5 +310,5 @@ if __name__ == "__main__":
     name, cfg = sys.argv[1], json.loads(sys.argv[2])
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 8
     start = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    _, images = evalcfg(name, cfg, n=n, start=start)
+    _, images = evalcfg(name, cfg, n=n, start=start, which=os.environ.get('PROMPTS', 'tune'))
     save_sheet(images, f"{name}.png")

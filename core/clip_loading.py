@@ -17,7 +17,7 @@ import torch
 
 from .clip_compat import clip_model
 from .errors import CheckpointError
-from .models import read_safetensors, resolve_model_file
+from .models import read_model, resolve_model_file
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -51,10 +51,8 @@ def load_clip(name: str, trust: bool = False) -> LoadedClip:
 
     path = _registry_path(name) or resolve_model_file(name)
     if path.suffix == ".safetensors":
-        loaded = read_safetensors(path)
+        loaded = read_model(path, "clip", "CLIP model", default_format="clip")
         meta = loaded.metadata
-        if meta.get("format", "clip") != "clip":
-            raise CheckpointError(f"{path}: holds a {meta.get('format')!r} model, not a CLIP model")
         model = build_clip(loaded.state_dict, str(path))
         tok_cfg = meta.get("tokenizer") or {"type": "bpe", "context_length": model.context_length}
         norm = meta.get("normalize") or {"mean": OPENAI_MEAN, "std": OPENAI_STD}

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import CheckpointError
-from .models import embedded_models, read_safetensors, resolve_model_file, write_safetensors
+from .models import embedded_models, read_model, resolve_model_file, write_safetensors
 
 FORMAT = "denoiser"
 SIGMA_DATA = 0.5  # the world's pixel spread in -1..1, as EDM's preconditioning assumes
@@ -124,10 +124,8 @@ def save_denoiser(model: Denoiser, path: Path, description: str, training: dict)
 def load_denoiser(model: str, resolve=lambda p: Path(p).expanduser()) -> Denoiser:
     """An embedded denoiser's name or a denoiser .safetensors path, frozen, in eval mode."""
     path = embedded_models().get(model) or resolve_model_file(str(resolve(model)))
-    loaded = read_safetensors(path)
+    loaded = read_model(path, FORMAT, "pixloom denoiser")
     meta = loaded.metadata
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: holds a {meta.get('format')!r} model, not a pixloom denoiser")
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path}: no pixloom.config metadata (the denoiser's architecture)")
     den = Denoiser(DenoiserConfig.from_dict(meta["config"], str(path)))

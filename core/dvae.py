@@ -26,7 +26,7 @@ from torch import nn
 
 from . import checkpoints
 from .errors import CheckpointError
-from .models import embedded_models, read_safetensors
+from .models import embedded_models, read_model
 
 FORMAT = "dvae"
 GROUPS = 4  # fixed by the dall_e classes
@@ -142,10 +142,8 @@ def build_dvae(config: DVAEConfig, decoder_state: dict, encoder_state: Optional[
 
 
 def load_safetensors_dvae(path: Path) -> DVAE:
-    loaded = read_safetensors(path)
+    loaded = read_model(path, FORMAT, "dVAE")
     meta = loaded.metadata
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: holds a {meta.get('format')!r} model, not a dVAE")
     config = DVAEConfig.from_dict(meta.get("config") or {}, str(path))
     dec = _split(loaded.state_dict, "decoder.")
     enc = _split(loaded.state_dict, "encoder.")

@@ -70,6 +70,17 @@ def read_safetensors(path: Path) -> SafetensorsModel:
     return SafetensorsModel(state, meta)
 
 
+def read_model(path: Path, fmt: str, what: str, default_format=None) -> SafetensorsModel:
+    """``read_safetensors`` of a file whose ``format`` metadata must be ``fmt``
+    (``default_format`` stands in when a file has none); else a one-line refusal
+    naming ``what`` was expected."""
+    loaded = read_safetensors(path)
+    found = loaded.metadata.get("format", default_format)
+    if found != fmt:
+        raise CheckpointError(f"{path}: holds a {found!r} model, not a {what}")
+    return loaded
+
+
 def write_safetensors(path: Path, state_dict: dict, metadata: dict, dtype=None) -> None:
     """Write a state dict with pixloom metadata (values JSON-encoded), atomically."""
     from safetensors.torch import save_file

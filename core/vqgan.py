@@ -28,7 +28,7 @@ from torch import nn
 
 from . import checkpoints
 from .errors import CheckpointError
-from .models import embedded_models, read_safetensors
+from .models import embedded_models, read_model
 
 FORMAT = "vqgan"
 _MODEL_PREFIXES = ("encoder.", "decoder.", "quantize.", "quant_conv.", "post_quant_conv.")
@@ -210,10 +210,8 @@ def _load_mismatch_safe(config: VQGANConfig, state, source: str) -> VQGAN:
 
 
 def load_safetensors_vqgan(path: Path) -> VQGAN:
-    loaded = read_safetensors(path)
+    loaded = read_model(path, FORMAT, "VQGAN")
     meta = loaded.metadata
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: holds a {meta.get('format')!r} model, not a VQGAN")
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path}: no pixloom.config metadata (the VQGAN's model config)")
     config = VQGANConfig.from_dict(meta["config"], str(path))

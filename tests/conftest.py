@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tiny_models import save_tiny_clip
+from tiny_models import save_tiny_clip, save_tiny_denoiser
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -41,6 +41,12 @@ class CliResult:
 def tiny_clip_path(tmp_path_factory) -> Path:
     """A tiny random CLIP (ModifiedResNet, 32 px input, word tokenizer) as .safetensors."""
     return save_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_denoiser_path(tmp_path_factory) -> Path:
+    """A tiny random world denoiser (the ``diffusion`` generator's model) as .safetensors."""
+    return save_tiny_denoiser(tmp_path_factory.mktemp("models") / "tiny-denoiser.safetensors")
 
 
 def make_tiny_preset(model_path, out_dir) -> dict:

@@ -3,24 +3,16 @@ its refusals, and the training command."""
 import pytest
 import torch
 
-from pixloom.denoiser import Denoiser, DenoiserConfig, load_denoiser, save_denoiser
+from tiny_models import TINY_DENOISER
+
+from pixloom.denoiser import load_denoiser
 from pixloom.errors import CheckpointError
 from pixloom.training import denoiser as training
-
-TINY = DenoiserConfig(channels=(8, 16), embedding=8, resolution=16)
-
-
-@pytest.fixture(scope="module")
-def tiny_denoiser_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("denoiser") / "tiny-denoiser.safetensors"
-    save_denoiser(Denoiser(TINY), path, "a tiny random denoiser", {})
-    return path
 
 
 def test_a_denoiser_file_round_trips_and_is_frozen(tiny_denoiser_path):
     den = load_denoiser(str(tiny_denoiser_path))
-    assert den.config == TINY and not any(p.requires_grad for p in den.parameters())
+    assert den.config == TINY_DENOISER and not any(p.requires_grad for p in den.parameters())
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     out = den(x, torch.tensor([0.5, 2.0]))
     assert out.shape == x.shape and torch.isfinite(out).all()

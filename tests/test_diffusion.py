@@ -12,16 +12,8 @@ from PIL import Image
 import pixloom
 import pixloom.errors
 from pixloom import world
-from pixloom.denoiser import Denoiser, DenoiserConfig, load_denoiser, save_denoiser
+from pixloom.denoiser import load_denoiser
 from pixloom.training import denoiser as training
-
-
-@pytest.fixture(scope="module")
-def tiny_denoiser_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("denoiser") / "tiny-denoiser.safetensors"
-    save_denoiser(Denoiser(DenoiserConfig(channels=(8, 16), embedding=8, resolution=16)), path, "tiny", {})
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from pixloom.clip_compat import clip_model
+from pixloom.denoiser import Denoiser, DenoiserConfig, save_denoiser
 from pixloom.models import write_safetensors
 
 TINY_VOCAB = ["<pad>", "<unk>", "a", "an", "red", "blue", "green", "yellow", "circle", "square",
@@ -30,4 +31,14 @@ def save_tiny_clip(path: Path, seed: int = 0, resolution: int = 32) -> Path:
         "normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
         "description": "tiny random CLIP for tests",
     })
+    return Path(path)
+
+
+TINY_DENOISER = DenoiserConfig(channels=(8, 16), embedding=8, resolution=16)
+
+
+def save_tiny_denoiser(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised world denoiser (two levels, 16 px) as a pixloom file."""
+    torch.manual_seed(seed)
+    save_denoiser(Denoiser(TINY_DENOISER), Path(path), "a tiny random denoiser", {})
     return Path(path)

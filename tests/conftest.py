@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tiny_models import save_tiny_clip, save_tiny_denoiser
+from tiny_models import TINY_TEXT_DENOISER, save_tiny_clip, save_tiny_denoiser
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -47,6 +47,13 @@ def tiny_clip_path(tmp_path_factory) -> Path:
 def tiny_denoiser_path(tmp_path_factory) -> Path:
     """A tiny random world denoiser (the ``diffusion`` generator's model) as .safetensors."""
     return save_tiny_denoiser(tmp_path_factory.mktemp("models") / "tiny-denoiser.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_denoiser_path(tmp_path_factory) -> Path:
+    """A tiny random denoiser conditioned on shapes-clip's text embeddings."""
+    return save_tiny_denoiser(tmp_path_factory.mktemp("models") / "tiny-text-denoiser.safetensors",
+                              config=TINY_TEXT_DENOISER)
 
 
 def make_tiny_preset(model_path, out_dir) -> dict:

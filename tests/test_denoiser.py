@@ -39,3 +39,47 @@ def test_the_training_command_is_deterministic_and_writes_a_loadable_model(tmp_p
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(SystemExit):
         training.parse_args(["--out", "x.safetensors", "--resolution", "40"])
+
+
+def test_a_text_conditional_denoiser_round_trips_and_guides(tiny_text_denoiser_path):
+    from tiny_models import TINY_TEXT_DENOISER
+
+    from pixloom.denoiser import guided_estimate, text_condition
+
+    den = load_denoiser(str(tiny_text_denoiser_path))
+    assert den.config == TINY_TEXT_DENOISER and den.conditional
+    cond = text_condition(den, [("a red circle", 1.0), ("a blue square", -1.0)])
+    assert cond.shape == (1, 128) and torch.allclose(cond.norm(), torch.tensor(1.0))
+    assert torch.allclose(cond, text_condition(den, [("a red circle", 2.0)]))  # negative prompts do not condition
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    sigma = torch.tensor([0.5, 2.0])
+    u, c = den(x, sigma), den(x, sigma, cond.expand(2, -1))
+    assert not torch.allclose(u, c)  # the condition changes the estimate
+    assert torch.allclose(guided_estimate(den, x, sigma, cond, 0.0), u)
+    assert torch.allclose(guided_estimate(den, x, sigma, cond, 1.0), c, atol=1e-6)
+    assert torch.allclose(guided_estimate(den, x, sigma, cond, 3.0), u + 3 * (c - u), atol=1e-5)
+    with pytest.raises(ValueError, match="positive weight"):
+        text_condition(den, [("a red circle", -1.0)])
+    with pytest.raises(ValueError, match="width 128"):
+        den(x, sigma, torch.zeros(2, 64))
+
+
+def test_a_condition_without_its_text_model_is_refused(tmp_path):
+    from pixloom.denoiser import Denoiser, DenoiserConfig, save_denoiser
+
+    bad = tmp_path / "bad.safetensors"
+    save_denoiser(Denoiser(DenoiserConfig(channels=(8, 16), embedding=8, resolution=16, condition=128)), bad, "x", {})
+    with pytest.raises(CheckpointError, match="bad denoiser config"):
+        load_denoiser(str(bad))
+
+
+def test_conditional_training_is_deterministic(tmp_path):
+    args = ["--steps", "3", "--batch", "4", "--resolution", "16", "--save-every", "0", "--log-every", "1",
+            "--condition", "shapes-clip"]
+    assert training.main(["--out", str(tmp_path / "a.safetensors"), *args]) == 0
+    assert training.main(["--out", str(tmp_path / "b.safetensors"), *args]) == 0
+    a, b = load_denoiser(str(tmp_path / "a.safetensors")), load_denoiser(str(tmp_path / "b.safetensors"))
+    assert a.config.condition == 128 and a.config.text_model == "shapes-clip"
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(SystemExit):
+        training.parse_args(["--out", "x.safetensors", "--uncond", "1.0"])

@@ -35,10 +35,13 @@ def save_tiny_clip(path: Path, seed: int = 0, resolution: int = 32) -> Path:
 
 
 TINY_DENOISER = DenoiserConfig(channels=(8, 16), embedding=8, resolution=16)
+# conditioned on the embedded shapes-clip's 128-wide text embeddings
+TINY_TEXT_DENOISER = DenoiserConfig(channels=(8, 16), embedding=8, resolution=16, condition=128,
+                                    text_model="shapes-clip")
 
 
-def save_tiny_denoiser(path: Path, seed: int = 0) -> Path:
+def save_tiny_denoiser(path: Path, seed: int = 0, config: DenoiserConfig = TINY_DENOISER) -> Path:
     """A randomly initialised world denoiser (two levels, 16 px) as a pixloom file."""
     torch.manual_seed(seed)
-    save_denoiser(Denoiser(TINY_DENOISER), Path(path), "a tiny random denoiser", {})
+    save_denoiser(Denoiser(config), Path(path), "a tiny random denoiser", {})
     return Path(path)

@@ -151,6 +151,11 @@ class FrameSettings:
                 params.prompts = [{"text": text, "weight": weight} for text, weight in prompts]
                 dirty.add(self.prompt_loss)
                 self._prompts = prompts
+                shared = self.run.extra.get("prompts")
+                if shared is not None:  # the run's prompts, which other plugins may follow
+                    shared[:] = params.prompts
+                    dirty.update(i for i, (_, _, loss) in enumerate(self.run.losses)
+                                 if getattr(loss, "follows_run_prompts", False))
         for index in sorted(dirty):
             setup_loss(self.run, index)
         losses = [(label, w, loss) for (label, _, loss), w in zip(self.run.losses, weights)]

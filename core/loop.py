@@ -55,14 +55,24 @@ def _slug(text: str, limit: int = 60) -> str:
     return slug[:limit].strip("-") or "render"
 
 
-def output_stem(cfg) -> str:
-    if cfg.output.name:
-        return _slug(str(cfg.output.name))
+def run_prompts(cfg) -> list:
+    """The run's text prompts: those of the first loss that has any (the clip
+    loss's, as the preset or ``--prompt`` gave them, weights included)."""
     for loss in cfg.losses:
         prompts = (loss.params or {}).get("prompts") if isinstance(loss.params, dict) or OmegaConf.is_dict(loss.params) else None
         if prompts:
-            first = str(prompts[0])
-            return _slug(first.rsplit(":", 1)[0] if re.search(r":\s*-?[\d.]+$", first) else first)
+            return list(OmegaConf.to_container(prompts) if OmegaConf.is_config(prompts) else prompts)
+    return []
+
+
+def output_stem(cfg) -> str:
+    if cfg.output.name:
+        return _slug(str(cfg.output.name))
+    prompts = run_prompts(cfg)
+    if prompts:
+        first = prompts[0]
+        first = str(first.get("text", "render")) if isinstance(first, dict) else str(first)
+        return _slug(first.rsplit(":", 1)[0] if re.search(r":\s*-?[\d.]+$", first) else first)
     return "render"
 
 
@@ -90,11 +100,14 @@ def build_run(loaded: LoadedPreset, registry: Registry) -> Run:
     resolved = OmegaConf.create(OmegaConf.to_container(cfg))
 
     stem = output_stem(cfg)
+    # one list shared by every plugin: an animation updates it in place when its prompts change
+    prompts = run_prompts(cfg)
 
     def ctx(label=""):
         return BuildContext(size=(width, height), device=device, seed=int(cfg.run.seed),
                             out_dir=out_dir, preset_dir=loaded.directory, label=label,
-                            extra={"save_every": int(cfg.output.save_every), "stem": stem})
+                            extra={"save_every": int(cfg.output.save_every), "stem": stem,
+                                   "prompts": prompts})
 
     generator, gp = _construct(registry, "generator", cfg.generator, "generator", ctx("generator"), source)
     resolved.generator.params = params_to_dict(gp)
@@ -129,7 +142,8 @@ def build_run(loaded: LoadedPreset, registry: Registry) -> Run:
         resolved.output.plugins[i] = {"name": entry.name, "params": params_to_dict(op)}
         outputs.append(out)
 
-    run = Run(generator, perceptors, augment, losses, outputs, resolved, device, cut_size, stem, out_dir)
+    run = Run(generator, perceptors, augment, losses, outputs, resolved, device, cut_size, stem, out_dir,
+              extra={"prompts": prompts})
     run.perf = configure_perf(run, cfg.run)
     return run
 

@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "pixloom.plugins.clip_perceptor",
     "pixloom.plugins.clip_loss",
     "pixloom.plugins.image_losses",
+    "pixloom.plugins.prior_loss",
     "pixloom.plugins.cutouts",
     "pixloom.plugins.png_output",
     "pixloom.plugins.frames_output",

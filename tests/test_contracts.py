@@ -32,6 +32,7 @@ REGISTRY = build_registry(create_plugin_manager())
 REQUIRED_PARAMS = {
     ("perceptor", "clip"): {"model": lambda tiny: str(tiny)},
     ("loss", "clip"): {"prompts": ["a red circle", "a blue square:-0.5"]},
+    ("loss", "prior"): {"prompts": ["a red circle"]},  # in a render: the clip loss's prompts
 }
 
 WIDTH, HEIGHT = 40, 32  # not square: catches swapped axes

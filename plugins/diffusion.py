@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
 
 import torch
 import torch.nn.functional as F
 
 import pixloom
+from pixloom.denoiser import guided_estimate
 from pixloom.hookspecs import hookimpl
 from pixloom.images import load_image
 from pixloom.interfaces import Generator
@@ -25,6 +26,8 @@ class DiffusionParams:
     init: str = "noise"  # noise | image (init_image noised to init_sigma, the ladder starting there)
     init_image: Optional[str] = None
     init_sigma: float = 1.0
+    cond_scale: float = 3.0  # classifier-free guidance toward the prompt (a text-conditional denoiser only)
+    prompts: List[Any] = field(default_factory=list)  # its condition; empty: the run's (the clip loss's) prompts
 
     def __post_init__(self):
         if self.init not in ("noise", "image"):
@@ -38,6 +41,12 @@ class DiffusionParams:
             raise ValueError(f"init_sigma: must be positive (got {self.init_sigma})")
         if not 0 <= self.churn <= 1:
             raise ValueError(f"churn: must be in 0..1 (got {self.churn})")
+        if self.cond_scale < 0:
+            raise ValueError(f"cond_scale: must not be negative (got {self.cond_scale})")
+        from pixloom.plugins.clip_loss import parse_weighted
+
+        for p in self.prompts:
+            parse_weighted(p, "prompt")
 
 
 class DiffusionGenerator(Generator):
@@ -55,6 +64,10 @@ class DiffusionGenerator(Generator):
     from the seed and the step, so a resumed run repeats exactly). After the
     last step the render is the clean estimate itself.
 
+    With a text-conditional denoiser (``shapes-denoiser-text``) each estimate is
+    also classifier-free guided toward the prompt (``cond_scale``; the prompts
+    are the clip loss's unless ``prompts`` names others).
+
     With a vanishing lr this is plain sampling of the world the denoiser learnt; with a
     CLIP loss it is CLIP-guided diffusion, in which the guide only ever chooses
     among images the prior finds plausible (docs/models.md).
@@ -66,13 +79,14 @@ class DiffusionGenerator(Generator):
 
     def __init__(self, params: DiffusionParams, ctx):
         super().__init__(params, ctx)
-        from pixloom.denoiser import load_denoiser
+        from pixloom.denoiser import grid_for, load_denoiser
 
         model = load_denoiser(params.model, resolve=ctx.resolve_path)
         object.__setattr__(self, "model", model)  # frozen: not in state_dict
-        side, m = model.config.resolution, model.multiple
-        longest = max(self.width, self.height)
-        self.grid = tuple(max(m, m * math.ceil(side * s / longest / m)) for s in (self.height, self.width))
+        object.__setattr__(self, "cond", None)
+        self._cond_prompts = None
+        self._condition()
+        self.grid = grid_for(model, self.width, self.height)
         rng = torch.Generator().manual_seed(ctx.seed)
         self.state = torch.nn.Parameter(torch.randn(1, 3, *self.grid, generator=rng) * params.sigma_max)
         self.register_buffer("level", torch.zeros((), dtype=torch.long))
@@ -84,9 +98,27 @@ class DiffusionGenerator(Generator):
         if params.init == "image":
             self.init_from_image(load_image(ctx.resolve_path(params.init_image), (self.width, self.height)))
 
+    def _condition(self) -> None:
+        """Encode the prompts for a text-conditional denoiser (again when the run's
+        prompts have changed, as an animation's keyframes do)."""
+        from pixloom.denoiser import text_condition
+        from pixloom.plugins.clip_loss import parse_weighted
+
+        if not self.model.conditional:
+            return
+        prompts = list(self.params.prompts or self.ctx.extra.get("prompts", []))
+        if prompts == self._cond_prompts:
+            return
+        device = next(self.model.parameters()).device
+        cond = text_condition(self.model, [parse_weighted(p, "prompt") for p in prompts], device)
+        object.__setattr__(self, "cond", cond)
+        self._cond_prompts = prompts
+
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
         self.model._apply(fn)
+        if self.cond is not None:
+            object.__setattr__(self, "cond", fn(self.cond))
         return self
 
     def sigma(self, level: int) -> float:
@@ -100,7 +132,7 @@ class DiffusionGenerator(Generator):
     def _estimate(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         if sigma <= 0:
             return x
-        return self.model(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype))
+        return guided_estimate(self.model, x, sigma, self.cond, self.params.cond_scale)
 
     def synth(self) -> torch.Tensor:
         d = self._estimate(self.state, self.sigma(int(self.level)))
@@ -110,6 +142,7 @@ class DiffusionGenerator(Generator):
         return image.clamp(0, 1)
 
     def before_step(self, step: int, total_steps: int) -> None:
+        self._condition()
         self._total = total_steps
         self.level.fill_(step)
         self._before = self.state.detach().clone()

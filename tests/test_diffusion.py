@@ -48,7 +48,8 @@ def test_guidance_moves_the_sample_toward_the_prompt(tmp_path):
     from pixloom.clip_tools import build_perceptor
 
     prompt = "a white cross on a blue background"
-    common = dict(prompts=[prompt], steps=60, seed=3)
+    # the unconditional denoiser: all the pull toward the prompt is the CLIP loss's
+    common = dict(prompts=[prompt], steps=60, seed=3, overrides=["generator.params.model=shapes-denoiser"])
     guided = pixloom.render("diffusion", out=tmp_path / "g", **common)
     plain = pixloom.render("diffusion", out=tmp_path / "p", lr=1e-9, **common)
     guide = build_perceptor("clip", "shapes-clip")
@@ -62,7 +63,8 @@ def test_guidance_moves_the_sample_toward_the_prompt(tmp_path):
 
 
 def test_without_guidance_it_samples_flat_world_colours(shipped, tmp_path):
-    result = pixloom.render("diffusion", prompts=["a red circle"], steps=60, seed=4, lr=1e-9, out=tmp_path)
+    result = pixloom.render("diffusion", prompts=["a red circle"], steps=60, seed=4, lr=1e-9, out=tmp_path,
+                            overrides=["generator.params.model=shapes-denoiser"])
     pixels = result.tensor[0].permute(1, 2, 0).reshape(-1, 3)
     distance = (pixels[:, None, :] - world._PALETTE[None]).pow(2).sum(-1).min(1).values.sqrt()
     assert (distance < 0.2).float().mean() > 0.7  # mostly palette colours, as world images are
@@ -91,3 +93,25 @@ def test_an_interrupted_diffusion_render_resumes_exactly(tmp_path, tiny_clip_pat
 def test_bad_noise_levels_are_a_preset_error(tmp_path, tiny_clip_path):
     with pytest.raises(pixloom.errors.PresetError, match="sigma_min"):
         pixloom.render("diffusion", steps=2, out=tmp_path, overrides=["generator.params.sigma_min=5.0"])
+
+
+@pytest.mark.parametrize("prompt, colour", [("a white cross on a blue background", "blue"),
+                                            ("a yellow circle on a purple background", "purple")])
+def test_the_text_conditional_denoiser_alone_samples_the_prompt(tmp_path, prompt, colour):
+    # lr ~0: no CLIP guidance at all, only the denoiser's classifier-free guidance toward the prompt
+    over = ["generator.params.model=shapes-denoiser-text", "generator.params.cond_scale=3.0"]
+    result = pixloom.render("diffusion", prompts=[prompt], steps=50, seed=2, lr=1e-9, out=tmp_path,
+                            overrides=over)
+    assert _nearest_palette(_border(result.tensor)) == colour
+    fg = prompt.split()[1]
+    pixels = result.tensor[0].permute(1, 2, 0).reshape(-1, 3)
+    nearest = (pixels[:, None, :] - world._PALETTE[None]).pow(2).sum(-1).argmin(1)
+    assert (nearest == world.COLOUR_NAMES.index(fg)).float().mean() > 0.02  # the foreground colour is there
+
+
+def test_a_conditional_denoiser_needs_a_positive_prompt(tmp_path, tiny_clip_path, tiny_text_denoiser_path):
+    with pytest.raises(pixloom.errors.PixloomError, match="positive weight") as info:
+        pixloom.render("diffusion", steps=2, size=32, out=tmp_path, prompts=["a red circle:-1"],
+                       overrides=[f"generator.params.model={tiny_text_denoiser_path}",
+                                  f"perceptors.0.params.model={tiny_clip_path}"])
+    assert "\n" not in str(info.value)

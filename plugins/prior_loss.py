@@ -19,10 +19,11 @@ from pixloom.plugins.clip_loss import parse_weighted
 class PriorParams:
     model: str = "shapes-denoiser-text"  # an embedded denoiser's name or a denoiser .safetensors file
     prompts: List[Any] = field(default_factory=list)  # the condition; empty: the run's prompts (the clip loss's)
-    cond_scale: float = 3.0  # classifier-free guidance scale (a text-conditional denoiser only)
-    sigma_max: float = 2.0  # noise levels (in -1..1 units) drawn from sigma_max down to sigma_min
+    # defaults: the values tuned for presets/default.yaml (BENCHMARKS.md, third round)
+    cond_scale: float = 5.0  # classifier-free guidance scale (a text-conditional denoiser only)
+    sigma_max: float = 4.0  # noise levels (in -1..1 units) drawn from sigma_max down to sigma_min
     sigma_min: float = 0.05
-    schedule: str = "anneal"  # anneal: high noise early, low late | random: any level at any step
+    schedule: str = "random"  # random: any level at any step | anneal: a window sliding from high to low
     samples: int = 2  # noise draws a step (batched)
     target_steps: int = 1  # sampler steps from the drawn level to clean (1: the one-shot estimate of SDS)
     noise: str = "fresh"  # fresh: new noise every step | fixed: the same draws all run (a steadier target)

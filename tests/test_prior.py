@@ -32,7 +32,7 @@ def _border_colour(image: torch.Tensor) -> str:
 @pytest.mark.parametrize("prompt, colour", [("a yellow star on a blue background", "blue"),
                                             ("a white square on a red background", "red")])
 def test_the_prior_alone_paints_the_prompts_background(prompt, colour):
-    loss = _loss(prompt=prompt, cond_scale=5.0, samples=4, schedule="random")
+    loss = _loss(prompt=prompt, samples=4)  # the preset's levels and guidance (the plugin's defaults)
     logits = torch.zeros(1, 3, 32, 32, requires_grad=True)  # a grey start
     opt = torch.optim.Adam([logits], lr=0.1)
     for step in range(80):
@@ -76,7 +76,7 @@ def test_a_pixel_render_with_the_prior_is_repeatable(tmp_path, tiny_clip_path, t
 
 def test_bad_prior_settings_are_one_line_errors(tmp_path):
     with pytest.raises(pixloom.errors.PresetError, match="sigma_min") as info:
-        pixloom.render(_prior_preset(tmp_path, {"sigma_min": 3.0}), steps=2, out=tmp_path)
+        pixloom.render(_prior_preset(tmp_path, {"sigma_min": 5.0}), steps=2, out=tmp_path)
     assert "\n" not in str(info.value)
     with pytest.raises(pixloom.errors.PixloomError, match="positive weight"):
         pixloom.render(_prior_preset(tmp_path, {}), steps=2, out=tmp_path, prompts=["a red circle:-1"])

@@ -42,6 +42,12 @@ def parse_weighted(item: Any, what: str) -> tuple:
     return text, weight
 
 
+def prompts_to_follow(own: List[Any], ctx) -> list:
+    """A plugin's own prompts, else the run's (the clip loss's, which an
+    animation's keyframes update), as [(text, weight), ...]."""
+    return [parse_weighted(p, "prompt") for p in (own or ctx.extra.get("prompts", []))]
+
+
 @dataclass
 class ClipLossParams:
     prompts: List[Any] = field(default_factory=list)  # "text", "text:weight" (negative pushes away)

@@ -102,15 +102,15 @@ class DiffusionGenerator(Generator):
         """Encode the prompts for a text-conditional denoiser (again when the run's
         prompts have changed, as an animation's keyframes do)."""
         from pixloom.denoiser import text_condition
-        from pixloom.plugins.clip_loss import parse_weighted
+        from pixloom.plugins.clip_loss import prompts_to_follow
 
         if not self.model.conditional:
             return
-        prompts = list(self.params.prompts or self.ctx.extra.get("prompts", []))
+        prompts = prompts_to_follow(self.params.prompts, self.ctx)
         if prompts == self._cond_prompts:
             return
         device = next(self.model.parameters()).device
-        cond = text_condition(self.model, [parse_weighted(p, "prompt") for p in prompts], device)
+        cond = text_condition(self.model, prompts, device)
         object.__setattr__(self, "cond", cond)
         self._cond_prompts = prompts
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import pixloom
 from pixloom.hookspecs import hookimpl
 from pixloom.interfaces import Loss
-from pixloom.plugins.clip_loss import parse_weighted
+from pixloom.plugins.clip_loss import parse_weighted, prompts_to_follow
 
 
 @dataclass
@@ -79,8 +79,7 @@ class PriorLoss(Loss):
     def setup(self, perceptors: dict) -> None:
         from pixloom.denoiser import text_condition
 
-        prompts = self.params.prompts or self.ctx.extra.get("prompts", [])
-        cond = text_condition(self.model, [parse_weighted(p, "prompt") for p in prompts])
+        cond = text_condition(self.model, prompts_to_follow(self.params.prompts, self.ctx))
         self.cond = cond.to(self.cond.device) if cond is not None else torch.zeros(0, device=self.cond.device)
 
     def sigmas(self, step: int, total: int, g: torch.Generator) -> torch.Tensor:
@@ -98,11 +97,10 @@ class PriorLoss(Loss):
         g = torch.Generator().manual_seed((self.ctx.seed * 1_000_003 + frame * 10_007 + int(inputs.step)) % 2 ** 63)
         sigma = self.sigmas(int(inputs.step), int(inputs.total_steps), g)
         n = sigma.numel()
+        if self.params.noise == "fixed":  # the same draws every step (of this frame)
+            g = torch.Generator().manual_seed((self.ctx.seed * 1_000_003 + frame * 10_007 + 7) % 2 ** 63)
         noise = torch.randn((n, *x.shape[1:]), generator=g).to(x.device, x.dtype)
         sigma = sigma.to(x.device, x.dtype)
-        if self.params.noise == "fixed":
-            g0 = torch.Generator().manual_seed((self.ctx.seed * 1_000_003 + frame * 10_007 + 7) % 2 ** 63)
-            noise = torch.randn((n, *x.shape[1:]), generator=g0).to(x.device, x.dtype)
         with torch.no_grad():
             noisy = x.detach().expand(n, -1, -1, -1) + sigma.view(-1, 1, 1, 1) * noise
             target = self.sample_from(noisy, sigma)

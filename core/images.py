@@ -1,10 +1,13 @@
-"""Reading images a user points at (init images, image prompts) with one-line errors."""
+"""Reading images a user points at (init images, image prompts) with one-line errors,
+and fitting decoded images to a render's size."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import PixloomError
 
@@ -42,3 +45,19 @@ def flat_image(rgb, size: tuple) -> torch.Tensor:
     """[1, 3, H, W] of one colour; ``size`` is (width, height)."""
     return torch.tensor([float(c) for c in rgb], dtype=torch.float32).view(1, 3, 1, 1).expand(
         1, 3, size[1], size[0]).contiguous()
+
+
+def token_grid(height: int, width: int, factor: int, upscale: int = 1) -> tuple:
+    """(rows, columns) of a latent grid whose decoded image, ``factor`` pixels a
+    cell and then ``upscale``-times enlarged, covers height x width."""
+    f = factor * upscale
+    return max(1, math.ceil(height / f)), max(1, math.ceil(width / f))
+
+
+def fit_decoded(image: torch.Tensor, height: int, width: int, upscale: int = 1) -> torch.Tensor:
+    """A decoder's output enlarged ``upscale`` times (bilinear) and centre-cropped to height x width."""
+    if upscale > 1:
+        image = F.interpolate(image, scale_factor=upscale, mode="bilinear", align_corners=False)
+    h, w = image.shape[-2:]
+    top, left = (h - height) // 2, (w - width) // 2
+    return image[..., top: top + height, left: left + width]

@@ -1,7 +1,6 @@
 """Generator ``dalle``: logits over a dVAE codebook, Gumbel-softmax tokens, DALL-E decoder."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -10,7 +9,7 @@ import torch.nn.functional as F
 
 import pixloom
 from pixloom.hookspecs import hookimpl
-from pixloom.images import check_rgb, flat_image, load_image
+from pixloom.images import check_rgb, fit_decoded, flat_image, load_image, token_grid
 from pixloom.interfaces import Generator
 
 
@@ -26,12 +25,17 @@ class DalleParams:
     final_temperature: float = 0.1  # ... annealed geometrically to this at the last step
     hard: bool = False  # straight-through one-hot tokens during steps (else soft mixtures)
     noise: bool = True  # Gumbel noise during steps (off: plain softmax at the temperature)
+    # > 1: decode at 1/upscale of the render's size, then enlarge: a model that learnt
+    # small scenes (the embedded ones: 64 px) draws shapes at the scale it knows
+    upscale: int = 1
     trust: bool = False  # allow full unpickling of a model file no published hash vouches for
 
     def __post_init__(self):
         if self.init not in ("random", "flat", "image"):
             raise ValueError(f"init: unknown init {self.init!r} (valid: random, flat, image)")
         check_rgb(self.init_color)
+        if not 1 <= self.upscale <= 8:
+            raise ValueError(f"upscale: must be between 1 and 8 (got {self.upscale})")
         if self.init == "image" and not self.init_image:
             raise ValueError("init_image: init: image needs init_image (a file path)")
         if self.temperature <= 0 or self.final_temperature <= 0:
@@ -47,8 +51,8 @@ class DalleGenerator(Generator):
     sample at the step's temperature (annealed from ``temperature`` to
     ``final_temperature``), soft or straight-through ``hard``. Outside steps, and
     in ``to_image()``, the tokens are the argmax of the logits (no noise), with a
-    straight-through gradient. The token grid is ceil(size / 8); the decoded image
-    is centre-cropped to size.
+    straight-through gradient. The token grid is ceil(size / (8 x upscale)); the
+    decoded image, enlarged ``upscale`` times, is centre-cropped to size.
     """
 
     name = "dalle"
@@ -63,7 +67,7 @@ class DalleGenerator(Generator):
                           need_encoder=True)
         object.__setattr__(self, "model", model.eval().requires_grad_(False))  # frozen: not in state_dict
         f = model.factor
-        self.grid = (max(1, math.ceil(self.height / f)), max(1, math.ceil(self.width / f)))
+        self.grid = token_grid(self.height, self.width, f, params.upscale)
         rng = torch.Generator().manual_seed(ctx.seed)
         logits = torch.randn(1, model.vocab_size, *self.grid, generator=rng) * params.init_scale
         self.logits = torch.nn.Parameter(logits)
@@ -80,9 +84,7 @@ class DalleGenerator(Generator):
         return self
 
     def _crop(self, image: torch.Tensor) -> torch.Tensor:
-        h, w = image.shape[-2:]
-        top, left = (h - self.height) // 2, (w - self.width) // 2
-        return image[..., top: top + self.height, left: left + self.width]
+        return fit_decoded(image, self.height, self.width, self.params.upscale)
 
     def temperature_at(self, step: int, total_steps: int) -> float:
         t0, t1 = self.params.temperature, self.params.final_temperature

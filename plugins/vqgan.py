@@ -1,7 +1,6 @@
 """Generator ``vqgan``: a VQGAN latent, snapped to the codebook, decoded (VQGAN+CLIP)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -10,7 +9,7 @@ import torch.nn.functional as F
 
 import pixloom
 from pixloom.hookspecs import hookimpl
-from pixloom.images import check_rgb, flat_image, load_image
+from pixloom.images import check_rgb, fit_decoded, flat_image, load_image, token_grid
 from pixloom.interfaces import Generator
 
 
@@ -22,12 +21,17 @@ class VQGANParams:
     init_color: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # flat: RGB in 0..1
     init_image: Optional[str] = None
     init_noise: float = 0.0  # std of noise added to the initial latent, in codebook units
+    # > 1: decode at 1/upscale of the render's size, then enlarge: a model that learnt
+    # small scenes (the embedded ones: 64 px) draws shapes at the scale it knows
+    upscale: int = 1
     trust: bool = False  # allow full unpickling of a checkpoint no published hash vouches for
 
     def __post_init__(self):
         if self.init not in ("random", "flat", "image"):
             raise ValueError(f"init: unknown init {self.init!r} (valid: random, flat, image)")
         check_rgb(self.init_color)
+        if not 1 <= self.upscale <= 8:
+            raise ValueError(f"upscale: must be between 1 and 8 (got {self.upscale})")
         if self.init == "image" and not self.init_image:
             raise ValueError("init_image: init: image needs init_image (a file path)")
         if self.init_noise < 0:
@@ -67,7 +71,8 @@ class VQGANGenerator(Generator):
     and after each step the latent is clamped to the codebook's range. ``model``
     names the embedded ``shapes-vqgan``, a registry model (``imagenet_f16_16384``,
     fetched into the cache) or a taming config .yaml with its ``checkpoint``.
-    The latent grid is ceil(size / f); the decoded image is centre-cropped to size.
+    The latent grid is ceil(size / (f x upscale)); the decoded image, enlarged
+    ``upscale`` times, is centre-cropped to size.
     """
 
     name = "vqgan"
@@ -79,7 +84,7 @@ class VQGANGenerator(Generator):
         model = self._load_model(params, ctx)
         object.__setattr__(self, "model", model.eval().requires_grad_(False))  # frozen: not in state_dict
         f = model.factor
-        self.grid = (max(1, math.ceil(self.height / f)), max(1, math.ceil(self.width / f)))
+        self.grid = token_grid(self.height, self.width, f, params.upscale)
         book = model.codebook.detach()
         self.register_buffer("z_min", book.min(0).values.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("z_max", book.max(0).values.view(1, -1, 1, 1), persistent=False)
@@ -107,9 +112,7 @@ class VQGANGenerator(Generator):
         return self
 
     def _crop(self, image: torch.Tensor) -> torch.Tensor:
-        h, w = image.shape[-2:]
-        top, left = (h - self.height) // 2, (w - self.width) // 2
-        return image[..., top: top + self.height, left: left + self.width]
+        return fit_decoded(image, self.height, self.width, self.params.upscale)
 
     def synth(self) -> torch.Tensor:
         z_q, _ = snap(self.z, self.model.codebook)

@@ -106,6 +106,17 @@ def test_contract_shape_range_gradient_and_state(tiny_path, tmp_path):
     assert gen.logits.shape == (1, 512, 4, 5)
 
 
+def test_upscale_decodes_fewer_tokens_enlarged_to_the_size(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, upscale=2)
+    assert gen.logits.shape[-2:] == (2, 3)  # ceil(32 / 16), ceil(40 / 16)
+    image = gen.synth()
+    assert image.shape == (1, 3, H, W) and image.min() >= 0 and image.max() <= 1
+    image.sum().backward()
+    assert gen.logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="upscale: must be between 1 and 8"):
+        DalleParams(upscale=9)
+
+
 def test_to_image_is_the_argmax_decoding_and_equals_synth_outside_steps(tiny_path, tmp_path):
     gen = make(tiny_path, tmp_path)
     one_hot = F.one_hot(gen.logits.argmax(1), 512).permute(0, 3, 1, 2).float()

@@ -199,6 +199,23 @@ def test_latent_grid_and_crop_for_sizes_not_multiple_of_f(tiny_path, tmp_path):
     assert gen.synth().shape == (1, 3, 33, 45)
 
 
+def test_upscale_decodes_a_smaller_grid_enlarged_to_the_size(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, size=(45, 33), upscale=2)  # f = 2: cells of 4 px
+    assert gen.grid == (9, 12)
+    image = gen.synth()
+    assert image.shape == (1, 3, 33, 45)
+    with torch.no_grad():
+        decoded = gen.model.decode(snap(gen.z, gen.model.codebook)[0]).add(1).div(2)
+        enlarged = F.interpolate(decoded, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(image, enlarged[..., 1:34, 1:46].clamp(0, 1), atol=1e-6)  # centre crop of 36 x 48
+    image.sum().backward()
+    assert gen.z.grad.abs().sum() > 0
+    gen.init_from_image(torch.rand(1, 3, 33, 45))  # an init image is encoded at the decoder's size
+    assert gen.z.shape[-2:] == (9, 12)
+    with pytest.raises(ValueError, match="upscale: must be between 1 and 8"):
+        VQGANParams(upscale=0)
+
+
 def test_after_step_clamps_to_the_codebook_range(tiny_path, tmp_path):
     gen = make(tiny_path, tmp_path)
     with torch.no_grad():

@@ -83,3 +83,28 @@ def test_conditional_training_is_deterministic(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(SystemExit):
         training.parse_args(["--out", "x.safetensors", "--uncond", "1.0"])
+
+
+def test_training_continues_from_a_saved_denoiser(tmp_path, capsys):
+    from pixloom.checkpoints import sha256_file
+    from pixloom.denoiser import FORMAT
+    from pixloom.models import read_model
+
+    args = ["--batch", "4", "--resolution", "16", "--save-every", "0", "--log-every", "1"]
+    start, cont, fresh = tmp_path / "start.safetensors", tmp_path / "cont.safetensors", tmp_path / "fresh.safetensors"
+    assert training.main(["--out", str(start), "--steps", "3", *args]) == 0
+    # a step with a vanishing learning rate: the continued model is the saved one
+    tiny_lr = ["--steps", "1", "--lr", "1e-12", "--seed", "1"]
+    assert training.main(["--out", str(cont), *tiny_lr, "--init", str(start), *args]) == 0
+    assert training.main(["--out", str(fresh), *tiny_lr, *args]) == 0
+    a, b, c = (load_denoiser(str(p)).state_dict() for p in (start, cont, fresh))
+    assert all(torch.equal(a[k], b[k]) for k in a) and not all(torch.equal(a[k], c[k]) for k in a)
+    meta = read_model(cont, FORMAT, "pixloom denoiser").metadata
+    assert meta["training"]["init"]["sha256"] == sha256_file(start)
+    assert meta["training"]["init"]["steps"] == 3 and "from start.safetensors (3 steps)" in meta["description"]
+    # another architecture is refused in one line, with an exit code
+    assert training.main(["--out", str(tmp_path / "x.safetensors"), "--steps", "1", "--resolution", "32",
+                          "--init", str(start), "--batch", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --init") and "differs from this run's" in err[-1]
+    assert not (tmp_path / "x.safetensors").exists()

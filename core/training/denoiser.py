@@ -95,6 +95,7 @@ def train(args) -> dict:
     embed = CaptionEmbedder(args.condition) if args.condition else None
     model = Denoiser(DenoiserConfig(resolution=args.resolution, condition=embed.width if embed else 0,
                                     text_model=args.condition or ""))
+    init = continue_from(model, args.init) if args.init else None
     opt = torch.optim.Adam(model.parameters(), args.lr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,13 +107,15 @@ def train(args) -> dict:
         return {"seed": args.seed, "steps": step, "max_steps": args.steps, "batch": args.batch, "lr": args.lr,
                 "p_mean": args.p_mean, "p_std": args.p_std, "resolution": args.resolution,
                 "condition": args.condition or None, "form_p": args.form_p, "uncond": args.uncond,
-                "threads": args.threads, "minutes": round((time.time() - t0) / 60, 2),
+                "threads": args.threads, "init": init, "minutes": round((time.time() - t0) / 60, 2),
                 "loss_ema": round(ema, 4) if ema is not None else None, "parameters": n_params,
                 "torch": torch.__version__, "machine": platform.processor() or platform.machine()}
 
     description = (f"A denoiser of pixloom's shapes world (WORLD.md) at {args.resolution} px"
                    + (f", conditioned on {args.condition}'s text embeddings of captions" if embed else "")
-                   + f", trained from scratch by pixloom.training.denoiser, seed {args.seed}.")
+                   + (f", trained by pixloom.training.denoiser from {init['file']} ({init['steps']} steps)"
+                      f" for {args.steps} more steps, seed {args.seed}." if init else
+                      f", trained from scratch by pixloom.training.denoiser, seed {args.seed}."))
     for step in range(1, args.steps + 1):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
@@ -135,6 +138,24 @@ def train(args) -> dict:
     return meta(args.steps)
 
 
+def continue_from(model: Denoiser, name: str) -> dict:
+    """Load a saved denoiser's weights into ``model`` (same architecture and
+    condition); what it was is returned for the new file's metadata."""
+    from ..checkpoints import sha256_file
+    from ..denoiser import FORMAT, load_denoiser
+    from ..errors import CheckpointError
+    from ..models import embedded_models, read_model, resolve_model_file
+
+    start = load_denoiser(name)
+    if start.config != model.config:
+        raise CheckpointError(f"--init {name}: its config {start.config} differs from this run's {model.config}")
+    model.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
+    path = Path(embedded_models().get(name) or resolve_model_file(name))
+    before = read_model(path, FORMAT, "pixloom denoiser").metadata.get("training") or {}
+    return {"file": path.name, "sha256": sha256_file(path), "steps": before.get("steps"),
+            "training": before}
+
+
 def parse_args(argv: Optional[list[str]] = None):
     p = argparse.ArgumentParser(prog="python -m pixloom.training.denoiser", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output .safetensors path")
@@ -150,6 +171,8 @@ def parse_args(argv: Optional[list[str]] = None):
                    help="with --condition: probability of each optional part of a caption")
     p.add_argument("--uncond", type=float, default=0.15,
                    help="with --condition: share of images trained without a caption (classifier-free guidance)")
+    p.add_argument("--init", metavar="DENOISER", default=None,
+                   help="continue from this denoiser (an embedded name or a .safetensors file) instead of from scratch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--log-every", type=int, default=100)
@@ -168,9 +191,14 @@ def parse_args(argv: Optional[list[str]] = None):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from ..errors import PixloomError
+
     args = parse_args(argv)
     try:
         train(args)
+    except PixloomError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: the last checkpoint (if any) is intact", file=sys.stderr)
         return 130

@@ -194,9 +194,18 @@ def save_denoiser(model: Denoiser, path: Path, description: str, training: dict)
                                                  "training": training}, dtype=torch.float16)
 
 
-def load_denoiser(model: str, resolve=lambda p: Path(p).expanduser()) -> Denoiser:
+def _expand(p) -> Path:
+    return Path(p).expanduser()
+
+
+def denoiser_path(model: str, resolve=_expand) -> Path:
+    """The file of an embedded denoiser's name or of a denoiser .safetensors path."""
+    return Path(embedded_models().get(model) or resolve_model_file(str(resolve(model))))
+
+
+def load_denoiser(model: str, resolve=_expand) -> Denoiser:
     """An embedded denoiser's name or a denoiser .safetensors path, frozen, in eval mode."""
-    path = embedded_models().get(model) or resolve_model_file(str(resolve(model)))
+    path = denoiser_path(model, resolve)
     loaded = read_model(path, FORMAT, "pixloom denoiser")
     meta = loaded.metadata
     if not isinstance(meta.get("config"), dict):

@@ -142,15 +142,15 @@ def continue_from(model: Denoiser, name: str) -> dict:
     """Load a saved denoiser's weights into ``model`` (same architecture and
     condition); what it was is returned for the new file's metadata."""
     from ..checkpoints import sha256_file
-    from ..denoiser import FORMAT, load_denoiser
+    from ..denoiser import FORMAT, denoiser_path, load_denoiser
     from ..errors import CheckpointError
-    from ..models import embedded_models, read_model, resolve_model_file
+    from ..models import read_model
 
-    start = load_denoiser(name)
+    path = denoiser_path(name)
+    start = load_denoiser(str(path))
     if start.config != model.config:
         raise CheckpointError(f"--init {name}: its config {start.config} differs from this run's {model.config}")
     model.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
-    path = Path(embedded_models().get(name) or resolve_model_file(name))
     before = read_model(path, FORMAT, "pixloom denoiser").metadata.get("training") or {}
     return {"file": path.name, "sha256": sha256_file(path), "steps": before.get("steps"),
             "training": before}

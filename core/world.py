@@ -336,6 +336,17 @@ def mosaic_windows(n: int, generator: torch.Generator, low: int = 0, high: int =
     return torch.stack([tiles[i, :, oy[i]: oy[i] + r, ox[i]: ox[i] + r] for i in range(n)])
 
 
+def zoomed_windows(n: int, generator: torch.Generator, factor: int = 2) -> torch.Tensor:
+    """n windows [n, 3, 64, 64] over world scenes rendered at ``factor`` times the
+    resolution: the scale a model trained at 64 px meets when it draws at
+    64 * factor px, with the shapes' edges as smooth as the world renders them there."""
+    r = RESOLUTION
+    scenes = render(sample_attributes(n, generator), r * factor)
+    top = torch.randint(0, r * factor - r + 1, (n,), generator=generator)
+    left = torch.randint(0, r * factor - r + 1, (n,), generator=generator)
+    return torch.stack([scenes[i, :, top[i]: top[i] + r, left[i]: left[i] + r] for i in range(n)])
+
+
 # --- captions --------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -102,9 +102,17 @@ def test_training_continues_from_a_saved_denoiser(tmp_path, capsys):
     meta = read_model(cont, FORMAT, "pixloom denoiser").metadata
     assert meta["training"]["init"]["sha256"] == sha256_file(start)
     assert meta["training"]["init"]["steps"] == 3 and "from start.safetensors (3 steps)" in meta["description"]
-    # another architecture is refused in one line, with an exit code
-    assert training.main(["--out", str(tmp_path / "x.safetensors"), "--steps", "1", "--resolution", "32",
-                          "--init", str(start), "--batch", "4"]) == 2
+    # another resolution is a start (the U-Net is convolutional), and the file says so
+    up = tmp_path / "up.safetensors"
+    assert training.main(["--out", str(up), "--steps", "1", "--resolution", "32", "--init", str(start),
+                          "--batch", "4", "--lr", "1e-12"]) == 0
+    grown = load_denoiser(str(up))
+    assert grown.config.resolution == 32 and all(torch.equal(a[k], grown.state_dict()[k]) for k in a)
+    meta = read_model(up, FORMAT, "pixloom denoiser").metadata
+    assert meta["training"]["init"]["resolution"] == 16 and "(3 steps at 16 px)" in meta["description"]
+    # another architecture (a text condition the start lacks) is refused in one line, with an exit code
+    assert training.main(["--out", str(tmp_path / "x.safetensors"), "--steps", "1", "--resolution", "16",
+                          "--condition", "shapes-clip", "--init", str(start), "--batch", "4"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --init") and "differs from this run's" in err[-1]
     assert not (tmp_path / "x.safetensors").exists()

@@ -195,3 +195,28 @@ def test_mosaic_windows_cut_across_four_scenes():
     assert torch.equal(middle[0, :, :32, 32:], scenes[1][:, 32:, :32])
     assert torch.equal(middle[0, :, 32:, :32], scenes[2][:, :32, 32:])
     assert torch.equal(middle[0, :, 32:, 32:], scenes[3][:, :32, :32])
+
+
+def test_zoomed_windows_are_64_px_windows_of_scenes_rendered_at_twice_the_size():
+    windows = world.zoomed_windows(3, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)  # the same draws, in the same order
+    scenes = world.render(world.sample_attributes(3, g), 128)
+    top, left = torch.randint(0, 65, (3,), generator=g), torch.randint(0, 65, (3,), generator=g)
+    assert windows.shape == (3, 3, 64, 64)
+    for i in range(3):
+        assert torch.equal(windows[i], scenes[i, :, top[i]: top[i] + 64, left[i]: left[i] + 64])
+
+
+def test_autoencoder_batches_mix_scenes_mosaics_and_zoomed_windows():
+    from pixloom.training import autoencoding as ae
+
+    x = ae.batch(8, torch.Generator().manual_seed(0), mosaic=0.25, zoom=0.5)
+    assert x.shape == (8, 3, 64, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
+    plain = ae.batch(8, torch.Generator().manual_seed(0), mosaic=0.25)
+    # the first rows are the same whole scenes either way (each maybe mirrored); the zoomed
+    # windows replace the scenes before the mosaics, whose shapes are twice as large
+    def same(a, b):
+        return torch.equal(a, b) or torch.equal(a, b.flip(-1))
+
+    assert all(same(x[i], plain[i]) for i in range(2))
+    assert not any(same(x[i], plain[i]) for i in range(2, 6))

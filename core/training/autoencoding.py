@@ -5,7 +5,8 @@ Batches come from :func:`pixloom.world.sample` with a generator seeded by
 ``--seed``; a fraction of each batch are 64 px windows over a 2 x 2 mosaic of
 world images (several shapes, backgrounds meeting at seams), so the codebook
 also learns content the world itself never shows in one picture but a guided
-render will.
+render will; with ``--zoom``, a fraction are 64 px windows of scenes rendered at
+128 px, the scale at which a 128 px render decoded at full size draws the world.
 """
 from __future__ import annotations
 
@@ -24,12 +25,16 @@ from ..files import atomic_write
 EVAL_SEED = 424242  # held-out images for the reconstruction numbers
 
 
-def batch(n: int, g: torch.Generator, mosaic: float = 0.25) -> torch.Tensor:
-    """[n, 3, 64, 64] in 0..1: world images, some replaced by mosaic windows, random flips."""
+def batch(n: int, g: torch.Generator, mosaic: float = 0.25, zoom: float = 0.0) -> torch.Tensor:
+    """[n, 3, 64, 64] in 0..1: world images, some replaced by mosaic windows and
+    some by windows of scenes rendered at 128 px; random flips."""
     images, _ = world.sample(n, g)
     k = int(round(n * mosaic))
+    z = min(n - k, int(round(n * zoom)))
     if k:
         images = torch.cat([images[: n - k], world.mosaic_windows(k, g)])
+    if z:
+        images = torch.cat([images[: n - k - z], world.zoomed_windows(z, g), images[n - k:]])
     flip = torch.rand(n, generator=g) < 0.5
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     return images.contiguous()
@@ -103,6 +108,8 @@ def common_args(p: argparse.ArgumentParser, batch_size: int, lr: float) -> None:
     p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--warmup", type=float, default=0.03, help="warmup, as a fraction of the run")
     p.add_argument("--mosaic", type=float, default=0.25, help="fraction of each batch that are mosaic windows")
+    p.add_argument("--zoom", type=float, default=0.0,
+                   help="fraction of each batch that are 64 px windows of scenes rendered at 128 px")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--eval-n", type=int, default=256, help="held-out images for the final numbers")

@@ -19,6 +19,7 @@ every ``--save-every`` steps, so a long run can be looked at while it trains).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import platform
 import sys
@@ -113,7 +114,8 @@ def train(args) -> dict:
 
     description = (f"A denoiser of pixloom's shapes world (WORLD.md) at {args.resolution} px"
                    + (f", conditioned on {args.condition}'s text embeddings of captions" if embed else "")
-                   + (f", trained by pixloom.training.denoiser from {init['file']} ({init['steps']} steps)"
+                   + (f", trained by pixloom.training.denoiser from {init['file']} ({init['steps']} steps"
+                      f"{'' if init['resolution'] == args.resolution else ' at %d px' % init['resolution']})"
                       f" for {args.steps} more steps, seed {args.seed}." if init else
                       f", trained from scratch by pixloom.training.denoiser, seed {args.seed}."))
     for step in range(1, args.steps + 1):
@@ -140,7 +142,9 @@ def train(args) -> dict:
 
 def continue_from(model: Denoiser, name: str) -> dict:
     """Load a saved denoiser's weights into ``model`` (same architecture and
-    condition); what it was is returned for the new file's metadata."""
+    condition; the resolution may differ, since the U-Net is convolutional: a
+    32 px model is a start for a 64 px one); what it was is returned for the
+    new file's metadata."""
     from ..checkpoints import sha256_file
     from ..denoiser import FORMAT, denoiser_path, load_denoiser
     from ..errors import CheckpointError
@@ -148,12 +152,12 @@ def continue_from(model: Denoiser, name: str) -> dict:
 
     path = denoiser_path(name)
     start = load_denoiser(str(path))
-    if start.config != model.config:
+    if dataclasses.replace(start.config, resolution=model.config.resolution) != model.config:
         raise CheckpointError(f"--init {name}: its config {start.config} differs from this run's {model.config}")
     model.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
     before = read_model(path, FORMAT, "pixloom denoiser").metadata.get("training") or {}
     return {"file": path.name, "sha256": sha256_file(path), "steps": before.get("steps"),
-            "training": before}
+            "resolution": start.config.resolution, "training": before}
 
 
 def parse_args(argv: Optional[list[str]] = None):

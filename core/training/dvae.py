@@ -115,7 +115,7 @@ def train(args) -> dict:
             group["lr"] = lr
         tau = args.tau_start * (args.tau_end / args.tau_start) ** min(1.0, progress / 0.8)
         kl_w = args.kl * min(1.0, progress / 0.2)
-        x = ae.batch(args.batch, g, args.mosaic)
+        x = ae.batch(args.batch, g, args.mosaic, args.zoom)
         logits = model.encode_logits(x)
         hard_share = args.hard * min(1.0, max(0.0, (progress - 0.15) / 0.45))  # soft first, then ramp up
         hard = torch.rand(args.batch, generator=g) < hard_share

@@ -2,10 +2,13 @@
 ask the judge perceptor (trained separately, never used for guidance) where it
 ranks each target caption among all captions of the same form.
 
-    pixloom evaluate [--preset default] [--prompts eval|tune] [--out DIR] [KEY=VALUE ...]
+    pixloom evaluate [--preset default] [--prompts eval|tune] [--seeds 0,1,2] [--out DIR] [KEY=VALUE ...]
 
 The evaluation prompts come from a seed that tuning never uses; ``--prompts tune``
-gives the separate set the presets were tuned on.
+gives the separate set the presets were tuned on. One render a prompt is a
+noisy measure (the same preset scored 25 and 28 of 32 with two run seeds), so
+``--seeds`` renders every prompt once per seed and reports the top-1 fraction
+over all renders and for each seed.
 """
 from __future__ import annotations
 
@@ -76,6 +79,7 @@ class Judged:
     judge_top: str
     seconds: float
     file: str
+    seed: int | None = None  # the run seed (None: the preset's own)
 
 
 @torch.no_grad()
@@ -116,39 +120,69 @@ def contact_sheet(results: list, images: list, path: Path, columns: int = 8, til
     atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
 
 
+def _top1(results: list) -> float:
+    return round(sum(r.rank == 1 for r in results) / max(1, len(results)), 4)
+
+
+def seeds_problem(seeds, overrides=()) -> str | None:
+    """What is wrong with a list of run seeds for ``--seeds`` (None: nothing)."""
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        return f"--seeds must be distinct non-negative numbers (got {','.join(map(str, seeds))})"
+    if any(o.split("=", 1)[0].strip() == "run.seed" for o in overrides):
+        return "--seeds and a run.seed override both set the seed: give one of them"
+    return None
+
+
 def run_evaluation(preset: str = "default", prompts: str = "eval", out: Path = Path("outputs/eval"),
                    judge_model: str = "shapes-judge", overrides=(), plugins_dirs=(), limit: int | None = None,
-                   log=print) -> dict:
+                   log=print, seeds=None) -> dict:
+    """Render the prompts (once per seed of ``seeds``; None: once, with the
+    preset's seed), judge each render and write evaluation.json and a contact sheet."""
     from .api import render
 
     out = Path(out)
     (out / "renders").mkdir(parents=True, exist_ok=True)
+    problem = seeds_problem(seeds, overrides) if seeds else None
+    if problem:
+        raise ValueError(problem)
+    seeds = list(seeds) if seeds else [None]
     judge = build_perceptor("clip", judge_model)
     chosen = (evaluation_prompts() if prompts == "eval" else tuning_prompts())[:limit]
     results, images, cache = [], [], {}
-    for i, (prompt, form) in enumerate(chosen):
-        t0 = time.perf_counter()
-        res = render(preset, prompts=[prompt], overrides=list(overrides), plugins_dirs=plugins_dirs,
-                     out=out / "renders", name=f"{i:02d}-{prompt}", progress=False)
-        seconds = time.perf_counter() - t0
-        rank, n, top = judge_rank(judge, res.tensor, prompt, form, cache)
-        results.append(Judged(prompt, rank, n, top, round(seconds, 2), str(res.files[0]) if res.files else ""))
-        images.append(res.image)
-        log(f"{i + 1:>2}/{len(chosen)}  rank {rank:>4}/{n:<5} {seconds:6.1f} s  {prompt}"
-            + ("" if rank == 1 else f"   (judge: {top})"))
-    top1 = sum(r.rank == 1 for r in results) / max(1, len(results))
+    total = len(chosen) * len(seeds)
+    for seed in seeds:
+        extra = [] if seed is None else [f"run.seed={seed}"]
+        for i, (prompt, form) in enumerate(chosen):
+            t0 = time.perf_counter()
+            name = f"{i:02d}-{prompt}" if seed is None else f"s{seed}-{i:02d}-{prompt}"
+            res = render(preset, prompts=[prompt], overrides=list(overrides) + extra, plugins_dirs=plugins_dirs,
+                         out=out / "renders", name=name, progress=False)
+            seconds = time.perf_counter() - t0
+            rank, n, top = judge_rank(judge, res.tensor, prompt, form, cache)
+            results.append(Judged(prompt, rank, n, top, round(seconds, 2), str(res.files[0]) if res.files else "",
+                                  seed))
+            images.append(res.image)
+            log(f"{len(results):>2}/{total}  rank {rank:>4}/{n:<5} {seconds:6.1f} s  "
+                + ("" if seed is None else f"seed {seed}  ") + prompt
+                + ("" if rank == 1 else f"   (judge: {top})"))
+    top1 = _top1(results)
     summary = {
         "preset": preset, "prompts": prompts, "judge": judge_model, "overrides": list(overrides),
-        "n": len(results), "top1": round(top1, 4),
+        "n": len(results), "top1": top1,
         "median_rank": statistics.median(r.rank for r in results) if results else None,
         "seconds_per_render_mean": round(statistics.mean(r.seconds for r in results), 2) if results else None,
         "seconds_per_render_max": max((r.seconds for r in results), default=None),
         "torch_threads": torch.get_num_threads(),
         "results": [asdict(r) for r in results],
     }
+    if seeds != [None]:
+        summary["seeds"] = seeds
+        summary["top1_per_seed"] = {str(s): _top1([r for r in results if r.seed == s]) for s in seeds}
     atomic_write(out / "evaluation.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1)))
     contact_sheet(results, images, out / "contact-sheet.png")
-    log(f"top-1 {top1:.3f} ({sum(r.rank == 1 for r in results)}/{len(results)}), "
+    per_seed = "" if seeds == [None] else " (per seed: " + ", ".join(
+        f"{s}: {v:.3f}" for s, v in summary["top1_per_seed"].items()) + ")"
+    log(f"top-1 {top1:.3f} ({sum(r.rank == 1 for r in results)}/{len(results)}){per_seed}, "
         f"{summary['seconds_per_render_mean']} s per render (max {summary['seconds_per_render_max']}); "
         f"wrote {out / 'evaluation.json'} and {out / 'contact-sheet.png'}")
     return summary
@@ -163,9 +197,21 @@ def main(argv=None, plugins_dirs=()) -> int:
     parser.add_argument("--judge", default="shapes-judge", help="the judge's model (never used for guidance)")
     parser.add_argument("--out", default="outputs/eval")
     parser.add_argument("--limit", type=int, default=None, help="only the first N prompts")
+    parser.add_argument("--seeds", default=None, metavar="S,S,...",
+                        help="render every prompt once per run seed (default: once, with the preset's seed)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1 (got {args.limit})")
-    run_evaluation(args.preset, args.prompts, Path(args.out), args.judge, args.overrides, plugins_dirs, args.limit)
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            parser.error(f"--seeds must be comma-separated whole numbers (got {args.seeds!r})")
+        problem = seeds_problem(seeds, args.overrides)
+        if problem:
+            parser.error(problem)
+    run_evaluation(args.preset, args.prompts, Path(args.out), args.judge, args.overrides, plugins_dirs, args.limit,
+                   seeds=seeds)
     return 0

@@ -1,7 +1,7 @@
 """Train the embedded dVAE (OpenAI's dall_e Encoder and Decoder) on the shapes world.
 
     python -m pixloom.training.dvae --out plugins/weights/shapes-dvae.safetensors \\
-        --seed 0 --steps 620 --minutes 16
+        --seed 0 --minutes 50 --batch 16 --zoom 0.5 --threads 1
 
 The classes' smallest sizes (n_hid 64, one block a group, 512 tokens); four
 groups, so a 64 px image is 8 x 8 tokens. Training follows the DALL-E recipe in

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from . import world
 from .clip_tools import build_perceptor, embed_texts
 from .files import atomic_write
+from .preset import parse_override
 
 EVAL_SEED = 20261122  # the evaluation prompts: never used for tuning
 TUNE_SEED = 7  # the prompts the presets were tuned on
@@ -128,7 +129,7 @@ def seeds_problem(seeds, overrides=()) -> str | None:
     """What is wrong with a list of run seeds for ``--seeds`` (None: nothing)."""
     if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         return f"--seeds must be distinct non-negative numbers (got {','.join(map(str, seeds))})"
-    if any(o.split("=", 1)[0].strip() == "run.seed" for o in overrides):
+    if any(parse_override(o)[0] == "run.seed" for o in overrides):
         return "--seeds and a run.seed override both set the seed: give one of them"
     return None
 
@@ -140,12 +141,13 @@ def run_evaluation(preset: str = "default", prompts: str = "eval", out: Path = P
     preset's seed), judge each render and write evaluation.json and a contact sheet."""
     from .api import render
 
-    out = Path(out)
-    (out / "renders").mkdir(parents=True, exist_ok=True)
     problem = seeds_problem(seeds, overrides) if seeds else None
     if problem:
         raise ValueError(problem)
-    seeds = list(seeds) if seeds else [None]
+    seeded = bool(seeds)
+    seeds = list(seeds) if seeded else [None]
+    out = Path(out)
+    (out / "renders").mkdir(parents=True, exist_ok=True)
     judge = build_perceptor("clip", judge_model)
     chosen = (evaluation_prompts() if prompts == "eval" else tuning_prompts())[:limit]
     results, images, cache = [], [], {}
@@ -175,12 +177,12 @@ def run_evaluation(preset: str = "default", prompts: str = "eval", out: Path = P
         "torch_threads": torch.get_num_threads(),
         "results": [asdict(r) for r in results],
     }
-    if seeds != [None]:
+    if seeded:
         summary["seeds"] = seeds
         summary["top1_per_seed"] = {str(s): _top1([r for r in results if r.seed == s]) for s in seeds}
     atomic_write(out / "evaluation.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1)))
     contact_sheet(results, images, out / "contact-sheet.png")
-    per_seed = "" if seeds == [None] else " (per seed: " + ", ".join(
+    per_seed = "" if not seeded else " (per seed: " + ", ".join(
         f"{s}: {v:.3f}" for s, v in summary["top1_per_seed"].items()) + ")"
     log(f"top-1 {top1:.3f} ({sum(r.rank == 1 for r in results)}/{len(results)}){per_seed}, "
         f"{summary['seconds_per_render_mean']} s per render (max {summary['seconds_per_render_max']}); "

@@ -50,6 +50,11 @@ def _labels(entries) -> list:
     return out
 
 
+def loss_labels(cfg) -> list:
+    """The labels of a preset's losses, as the step's terms name them."""
+    return _labels(cfg.losses)
+
+
 def _slug(text: str, limit: int = 60) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:limit].strip("-") or "render"
@@ -237,8 +242,11 @@ def make_optimizer(run: Run, cfg):
 
 def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = True,
              callbacks=(), history: list | None = None, optimizer=None, start_step: int = 0,
-             guard: InterruptGuard | None = None, state: State | None = None) -> tuple:
-    """Run steps ``start_step``..``steps`` of ``run``'s generator; return (state, history).
+             guard: InterruptGuard | None = None, state: State | None = None, stop_at: int | None = None,
+             hooks: bool = True) -> tuple:
+    """Run steps ``start_step``..``steps`` of ``run``'s generator (or only up to
+    ``stop_at``, with every schedule still spread over ``steps``); return (state, history).
+    ``hooks=False`` calls no ``pixloom_step`` hook and no output (a candidate start).
 
     Raises :class:`Interrupted` between steps when ``guard`` saw a Ctrl-C, and
     :class:`RunError` when a loss or a parameter stops being finite (after
@@ -258,11 +266,12 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
     # state.lr enters as the base rate; each step it shows the rate that step used
     # (base x schedule factor). A callback that changes it sets a new base rate.
     base_lr = float(state.lr)
+    end = steps if stop_at is None else min(steps, stop_at)
     bar = _progress_bar(steps, progress)
     bar.update(start_step)
     try:
         step = start_step
-        while step < steps:
+        while step < end:
             factor = lr_factor(cfg.run.schedule, step, steps)
             state.lr = base_lr * factor
             state.extra["base_lr"] = base_lr
@@ -275,7 +284,7 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
             step += 1
             state.step = step
             state.image = image.detach()
-            if step % sync_every == 0 or step == steps:
+            if step % sync_every == 0 or step == end:
                 rows = [{k: float(v) for k, v in row.items()} for row in pending]
                 pending.clear()
                 problem = _nonfinite(rows, params)
@@ -301,13 +310,13 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
                 new = fn(state)
                 if isinstance(new, State):
                     state = new
-            for new in call_hook(pm, "pixloom_step", state=state) or ():
+            for new in (call_hook(pm, "pixloom_step", state=state) or ()) if hooks else ():
                 if isinstance(new, State):
                     state = new
             if state.lr != base_lr * factor:  # a callback or hook changed the rate
                 base_lr = state.lr / factor if factor > 0 else state.lr
                 state.extra["base_lr"] = base_lr
-            for out in run.outputs:
+            for out in run.outputs if hooks else ():
                 out.on_step(state)
             if state.stop:
                 break
@@ -350,46 +359,141 @@ def _finish(run: Run, pm, state: State, history: list, started: float) -> Render
     result = RenderResult(image=to_pil(final), tensor=final, history=history, preset=run.resolved,
                           seed=int(run.resolved.run.seed), steps=state.step, plugins=run_plugin_versions(run))
     result.seconds = time.perf_counter() - started
+    result.candidates = run.extra.get("candidates")
     for out in run.outputs:
         result.files.extend(out.on_end(state, result) or [])
     return result
+
+
+def _all_rng_states(device: torch.device) -> tuple:
+    import random
+
+    import numpy as np
+
+    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def _set_all_rng_states(states: tuple) -> None:
+    import random
+
+    import numpy as np
+
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+    if states[3] is not None:
+        torch.cuda.set_rng_state_all(states[3])
+
+
+def _begin(loaded: LoadedPreset, registry: Registry, seed: int) -> tuple:
+    """Build a run of ``loaded`` with run seed ``seed``: (run, optimizer), as a plain render starts."""
+    cfg = loaded.cfg
+    if int(cfg.run.seed) != seed:
+        cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+        cfg.run.seed = seed
+        loaded = LoadedPreset(cfg, loaded.source, loaded.directory)
+    seed_everything(seed)
+    run = build_run(loaded, registry)
+    ensure_output_dir(run.out_dir)  # before the work, not after it
+    setup_losses(run)
+    seed_everything(seed)
+    return run, make_optimizer(run, cfg), cfg
+
+
+def candidate_score(history: list, select_by, window: int = 5) -> float:
+    """A candidate's score (lower is better): the mean over its last ``window``
+    steps of the ``select_by`` terms' sum (empty: the total loss)."""
+    rows = history[-window:]
+    if not rows:
+        return math.inf
+    return sum(sum(row[k] for k in select_by) if select_by else row["total"] for row in rows) / len(rows)
+
+
+class Selection:
+    """Best of ``run.candidates`` starts: run seed + i for i < candidates each runs
+    ``candidate_steps`` steps (schedules as in the whole run), and the start whose
+    ``select_by`` losses are lowest over its last steps goes on to the end. The
+    winner continues with its own random state, so the result is the pixels a
+    plain render with the winning seed makes; its resolved preset says that seed,
+    with ``candidates: 1``."""
+
+    def __init__(self, loaded: LoadedPreset, registry: Registry, steps: int):
+        self.loaded, self.registry, self.steps = loaded, registry, steps
+        self.current = None  # (run, optimizer, cfg, state, history): the start being optimised
+
+    def run(self, pm, guard, progress: bool) -> tuple:
+        cfg = self.loaded.cfg
+        base, count = int(cfg.run.seed), int(cfg.run.candidates)
+        k = min(int(cfg.run.candidate_steps), self.steps)
+        by = list(cfg.run.select_by)
+        best, scores = None, []
+        for i in range(count):
+            run, optimizer, run_cfg = _begin(self.loaded, self.registry, base + i)
+            state = initial_state(run, run_cfg, self.steps)
+            self.current = (run, optimizer, run_cfg, state, [])
+            state, history = optimize(run, pm, run_cfg, steps=self.steps, progress=progress, history=self.current[4],
+                                      optimizer=optimizer, guard=guard, state=state, stop_at=k, hooks=False)
+            state.lr = state.extra.get("base_lr", state.lr)  # the base rate, for the rest of the run
+            self.current = (run, optimizer, run_cfg, state, history)
+            score = candidate_score(history, by)
+            scores.append(round(score, 6))
+            if best is None or score < best[0]:
+                best = (score, (run, optimizer, run_cfg, state, history), _all_rng_states(run.device))
+        _, chosen, rng = best
+        _set_all_rng_states(rng)
+        self.current = chosen
+        run = chosen[0]
+        run.resolved.run.candidates = 1
+        run.extra["candidates"] = {"seeds": [base + i for i in range(count)], "steps": k,
+                                   "select_by": by or ["total"], "scores": scores,
+                                   "chosen": int(run.resolved.run.seed)}
+        return chosen
 
 
 def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None, callbacks=(),
                   resume=None) -> RenderResult:
     """Render a loaded preset: build the plugins, optimise, write the outputs.
 
-    A Ctrl-C stops at the next step boundary, writes the image so far and a
-    resume file, and raises a PixloomError with exit code 130; ``resume`` (a
-    :class:`pixloom.resume.ResumeState`) continues such a run exactly.
+    With ``run.candidates`` > 1 the render is the best of that many starts
+    (:class:`Selection`). A Ctrl-C stops at the next step boundary, writes the
+    image so far and a resume file, and raises a PixloomError with exit code
+    130; ``resume`` (a :class:`pixloom.resume.ResumeState`) continues such a run exactly.
     """
     from .resume import save_resume
 
     cfg = loaded.cfg
     started = time.perf_counter()
-    seed_everything(int(cfg.run.seed))
-    run = build_run(loaded, registry)
-    ensure_output_dir(run.out_dir)  # before the work, not after it
-    setup_losses(run)
-    seed_everything(int(cfg.run.seed))
-    optimizer = make_optimizer(run, cfg)
     steps = int(cfg.run.steps)
-    history, start = [], 0
-    if resume is not None:
-        start, history = resume.restore(run, optimizer)
-    state = initial_state(run, cfg, steps, start_step=start)
-    if resume is not None:
-        state.lr = resume.lr
-    call_hook(pm, "pixloom_run_start", state=state)
-    for out in run.outputs:
-        out.on_start(state)
     show = bool(cfg.run.progress) if progress is None else progress
+    selection = Selection(loaded, registry, steps) if resume is None and int(cfg.run.candidates) > 1 else None
+    run = optimizer = state = None
+    history = []
     try:
         with InterruptGuard() as guard:
+            if selection is not None:
+                run, optimizer, cfg, state, history = selection.run(pm, guard, show)
+                start = state.step
+            else:
+                run, optimizer, cfg = _begin(loaded, registry, int(cfg.run.seed))
+                start = 0
+                if resume is not None:
+                    start, history = resume.restore(run, optimizer)
+                state = initial_state(run, cfg, steps, start_step=start)
+                if resume is not None:
+                    state.lr = resume.lr
+            call_hook(pm, "pixloom_run_start", state=state)
+            for out in run.outputs:
+                out.on_start(state)
             state, history = optimize(run, pm, cfg, steps=steps, progress=show, callbacks=callbacks,
                                       history=history, optimizer=optimizer, start_step=start,
                                       guard=guard, state=state)
     except Interrupted as stop:
+        if selection is not None and selection.current is not None and selection.current[0] is not run:
+            run, optimizer, cfg, state, history = selection.current  # stopped while choosing: this start
+            run.resolved.run.candidates = 1
+            for out in run.outputs:
+                out.on_start(state)
         state.step = stop.step
         result = _finish(run, pm, state, history, started)
         saved = save_resume(run, optimizer, state, history, steps)
@@ -397,6 +501,11 @@ def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None
         raise PixloomError(f"interrupted at step {stop.step}/{steps}: saved {shown} and {saved}; "
                            f"continue with: pixloom render --resume {saved}", EXIT_INTERRUPTED) from None
     except RunError as exc:
+        if run is None and selection is not None and selection.current is not None:
+            run, optimizer, cfg, state, history = selection.current  # failed while choosing: this start
+            run.resolved.run.candidates = 1
+        if run is None:
+            raise
         state.image = run.generator.to_image()
         result = _finish(run, pm, state, history, started)
         shown = f"; the last good image is {result.files[0]}" if result.files else ""

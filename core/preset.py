@@ -48,6 +48,11 @@ class RunConfig:
     memory_budget: Optional[str] = None  # e.g. 2GiB; default: $PIXLOOM_MEMORY_BUDGET, else free memory
     precision: str = "auto"  # auto (TF32 on CUDA, fp32 elsewhere) | fp32 | tf32 | fp16 (CUDA autocast)
     compile: bool = False  # torch.compile the perceptors' image towers (slow to start; see BENCHMARKS.md)
+    # best of several starts: seeds seed..seed+candidates-1 each run candidate_steps steps, and
+    # the one whose select_by losses (their labels; empty: the total) are lowest is finished
+    candidates: int = 1
+    candidate_steps: int = 40
+    select_by: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -339,6 +344,16 @@ def _check_values(cfg: DictConfig, source: str) -> None:
         bad("run.lr", f"must be a positive finite number (got {run.lr})")
     if run.on_nan not in ("stop", "recover"):
         bad("run.on_nan", f"unknown {run.on_nan!r} (valid: stop, recover)")
+    if run.candidates < 1:
+        bad("run.candidates", f"must be at least 1 (got {run.candidates})")
+    if run.candidate_steps < 1:
+        bad("run.candidate_steps", f"must be at least 1 (got {run.candidate_steps})")
+    from .loop import loss_labels
+
+    labels = loss_labels(cfg)
+    for label in run.select_by:
+        if label not in labels:
+            bad("run.select_by", f"no loss labelled {label!r} (the losses: {', '.join(labels)})")
     from .perf import check_run_settings
 
     check_run_settings(run, source)

@@ -40,3 +40,4 @@ class RenderResult:
     seconds: float = 0.0
     steps: int = 0
     plugins: dict = field(default_factory=dict)  # {"kind/name": version} of the plugins used
+    candidates: dict | None = None  # run.candidates > 1: the seeds tried, their scores, the one chosen

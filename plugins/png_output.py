@@ -19,13 +19,16 @@ from pixloom.metadata import PRESET_KEY
 
 def png_metadata(result) -> dict:
     """The text chunks that let ``pixloom render --from`` re-render an image."""
-    return {
+    text = {
         PRESET_KEY: OmegaConf.to_yaml(result.preset),
         "pixloom:seed": str(result.seed),
         "pixloom:version": pixloom.__version__,
         "pixloom:plugins": json.dumps(getattr(result, "plugins", {}), sort_keys=True),
         "Software": f"pixloom {pixloom.__version__}",
     }
+    if getattr(result, "candidates", None):
+        text["pixloom:candidates"] = json.dumps(result.candidates, sort_keys=True)
+    return text
 
 
 def save_png(image, path: Path, text: dict | None = None) -> None:

@@ -170,11 +170,11 @@ def setup_losses(run: Run) -> None:
         setup_loss(run, index)
 
 
-def _progress_bar(total: int, enabled: bool):
+def _progress_bar(total: int, enabled: bool, desc: str | None = None):
     from tqdm import tqdm
 
     return tqdm(total=total, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
-                unit="step", leave=False)
+                unit="step", leave=False, desc=desc)
 
 
 class Interrupted(Exception):
@@ -243,7 +243,7 @@ def make_optimizer(run: Run, cfg):
 def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = True,
              callbacks=(), history: list | None = None, optimizer=None, start_step: int = 0,
              guard: InterruptGuard | None = None, state: State | None = None, stop_at: int | None = None,
-             hooks: bool = True) -> tuple:
+             hooks: bool = True, label: str | None = None) -> tuple:
     """Run steps ``start_step``..``steps`` of ``run``'s generator (or only up to
     ``stop_at``, with every schedule still spread over ``steps``); return (state, history).
     ``hooks=False`` calls no ``pixloom_step`` hook and no output (a candidate start).
@@ -267,7 +267,7 @@ def optimize(run: Run, pm, cfg, *, steps: int, frame: int = 0, progress: bool = 
     # (base x schedule factor). A callback that changes it sets a new base rate.
     base_lr = float(state.lr)
     end = steps if stop_at is None else min(steps, stop_at)
-    bar = _progress_bar(steps, progress)
+    bar = _progress_bar(steps, progress, label)
     bar.update(start_step)
     try:
         step = start_step
@@ -416,7 +416,8 @@ class Selection:
     ``select_by`` losses are lowest over its last steps goes on to the end. The
     winner continues with its own random state, so the result is the pixels a
     plain render with the winning seed makes; its resolved preset says that seed,
-    with ``candidates: 1``."""
+    with ``candidates: 1``. A start whose losses stop being finite is left out
+    (its score is None); when every start fails, the last one's error stands."""
 
     def __init__(self, loaded: LoadedPreset, registry: Registry, steps: int):
         self.loaded, self.registry, self.steps = loaded, registry, steps
@@ -427,19 +428,27 @@ class Selection:
         base, count = int(cfg.run.seed), int(cfg.run.candidates)
         k = min(int(cfg.run.candidate_steps), self.steps)
         by = list(cfg.run.select_by)
-        best, scores = None, []
+        best, scores, failed = None, [], None
         for i in range(count):
             run, optimizer, run_cfg = _begin(self.loaded, self.registry, base + i)
             state = initial_state(run, run_cfg, self.steps)
             self.current = (run, optimizer, run_cfg, state, [])
-            state, history = optimize(run, pm, run_cfg, steps=self.steps, progress=progress, history=self.current[4],
-                                      optimizer=optimizer, guard=guard, state=state, stop_at=k, hooks=False)
+            try:
+                state, history = optimize(run, pm, run_cfg, steps=self.steps, progress=progress,
+                                          history=self.current[4], optimizer=optimizer, guard=guard, state=state,
+                                          stop_at=k, hooks=False, label=f"start {i + 1}/{count} (seed {base + i})")
+            except RunError as exc:  # a start whose losses stop being finite is left out
+                failed = exc
+                scores.append(None)
+                continue
             state.lr = state.extra.get("base_lr", state.lr)  # the base rate, for the rest of the run
             self.current = (run, optimizer, run_cfg, state, history)
             score = candidate_score(history, by)
             scores.append(round(score, 6))
             if best is None or score < best[0]:
                 best = (score, (run, optimizer, run_cfg, state, history), _all_rng_states(run.device))
+        if best is None:
+            raise failed  # every start failed: the render stops at the last one's last good image
         _, chosen, rng = best
         _set_all_rng_states(rng)
         self.current = chosen
@@ -502,8 +511,10 @@ def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None
                            f"continue with: pixloom render --resume {saved}", EXIT_INTERRUPTED) from None
     except RunError as exc:
         if run is None and selection is not None and selection.current is not None:
-            run, optimizer, cfg, state, history = selection.current  # failed while choosing: this start
+            run, optimizer, cfg, state, history = selection.current  # every start failed: the last one
             run.resolved.run.candidates = 1
+            for out in run.outputs:
+                out.on_start(state)
         if run is None:
             raise
         state.image = run.generator.to_image()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from PIL import Image
@@ -131,3 +132,49 @@ def test_ctrl_c_while_choosing_saves_that_start_and_resumes_it(tmp_path, tiny_pr
     # the resumed render finishes that start (the bell rings only at step 2, which is past)
     done = run_cli("render", "--resume", resume, "--plugins-dir", plugins, "--quiet")
     assert done.code == 0, done.err
+
+
+POISON_PLUGIN = """
+from dataclasses import dataclass, field
+from typing import List
+import torch
+from pixloom.hookspecs import hookimpl
+from pixloom.interfaces import Loss
+
+@dataclass
+class Params:
+    seeds: List[int] = field(default_factory=lambda: [1])
+
+class Poison(Loss):
+    # NaN at step 2 of the starts whose seed is listed
+    name = "poison"
+    version = "1"
+    Params = Params
+
+    def forward(self, inputs):
+        bad = self.ctx.seed in self.params.seeds and inputs.step == 2
+        return inputs.image.sum() * (float("nan") if bad else 0.0)
+
+@hookimpl
+def pixloom_register_losses():
+    return [Poison]
+"""
+
+
+def test_a_start_that_fails_is_left_out_and_all_failing_is_an_error(tmp_path, tiny_preset):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "poison.py").write_text(POISON_PLUGIN)
+    tiny_preset["losses"].append({"name": "poison", "weight": 1.0, "params": {"seeds": [1]}})
+    result = pixloom.render(_choose(tiny_preset, count=3, steps=4), plugins_dirs=[plugins])
+    info = result.candidates
+    assert info["scores"][1] is None and None not in (info["scores"][0], info["scores"][2])
+    assert info["chosen"] in (0, 2) and len(result.history) == 8
+    tiny_preset["losses"][-1]["params"]["seeds"] = [0, 1, 2]
+    tiny_preset["output"]["dir"] = str(tmp_path / "all")
+    with pytest.raises(pixloom.errors.RunError, match="poison became nan at step 3") as err:
+        pixloom.render(tiny_preset, plugins_dirs=[plugins])
+    assert "last good image" in str(err.value)
+    [png] = [p for p in (tmp_path / "all").glob("*.png") if not p.name.endswith(".losses.png")]
+    with Image.open(png) as im:
+        assert yaml.safe_load(im.text["pixloom:preset"])["run"]["seed"] == 2  # the last start tried

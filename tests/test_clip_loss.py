@@ -33,7 +33,7 @@ def test_a_group_of_fewer_than_two_words_is_refused(group):
 
 
 def _render(contrast: bool, tmp_path):
-    overrides = ["run.size=[64,64]", "run.steps=40", "run.device=cpu", "run.progress=false",
+    overrides = ["run.size=[64,64]", "run.steps=40", "run.device=cpu", "run.progress=false", "run.candidates=1",
                  "augment.params.num=2", "augment.params.overview=2", "augment.params.noise_p=0",
                  "augment.params.perspective_p=0", "augment.params.affine_p=0", "losses.1.weight=0.0",
                  (f'losses.0.params.contrast_words=["{COLOURS}","{SHAPES}"]' if contrast

@@ -72,7 +72,7 @@ def test_without_guidance_it_samples_flat_world_colours(shipped, tmp_path):
 
 def test_an_interrupted_diffusion_render_resumes_exactly(tmp_path, tiny_clip_path, tiny_denoiser_path):
     over = [f"perceptors.0.params.model={tiny_clip_path}", f"generator.params.model={tiny_denoiser_path}",
-            "augment.params.num=4"]
+            "augment.params.num=4", "run.candidates=1"]
 
     def interrupt_at_5(state):
         if state.step == 5:

@@ -90,7 +90,7 @@ def test_sigkill_mid_write_never_leaves_a_truncated_file(tmp_path):
 
 
 def test_two_renders_into_one_folder_keep_both(tmp_path, tiny_clip_path):
-    over = [f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4"]
+    over = [f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4", "run.candidates=1"]
 
     def go(seed):
         return pixloom.render("default", steps=3, size=32, seed=seed, out=tmp_path, overrides=over)

@@ -19,7 +19,7 @@ STEM = "a-red-circle-on-a-blue-background"
 
 def _args(tiny, out, steps):
     return ["render", "default", "--steps", str(steps), "--size", "32x32", "--out", str(out), "--quiet",
-            f"perceptors.0.params.model={tiny}", "augment.params.num=4"]
+            f"perceptors.0.params.model={tiny}", "augment.params.num=4", "run.candidates=1"]
 
 
 def _pixels(path):
@@ -128,7 +128,7 @@ def test_sigint_during_pixloom_animate_saves_frames_and_state_exits_130_and_resu
 
 
 def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path, tiny_clip_path):
-    over = [f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4"]
+    over = [f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4", "run.candidates=1"]
 
     def interrupt_at_10(state):
         if state.step == 10:
@@ -185,7 +185,7 @@ def test_nan_loss_stops_at_last_good_image_naming_the_loss(tmp_path, tiny_clip_p
     out = tmp_path / "out"
     with pytest.raises(RunError) as info:
         pixloom.render("default", plugins_dirs=[nan_plugins], steps=10, size=32, out=out,
-                       overrides=[f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4",
+                       overrides=[f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4", "run.candidates=1",
                                   "losses.1.name=exploding", "losses.1.weight=1"])
     message = str(info.value)
     assert "loss exploding became nan at step 4" in message
@@ -209,7 +209,7 @@ def test_nan_recover_halves_lr_and_finishes(tmp_path, tiny_clip_path, nan_plugin
     lrs = []
     result = pixloom.render("default", plugins_dirs=[nan_plugins], steps=8, size=32, out=tmp_path,
                             callbacks=[lambda s: lrs.append(s.lr)],
-                            overrides=[f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4",
+                            overrides=[f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4", "run.candidates=1",
                                        "losses.1.name=exploding", "losses.1.params.once=true", "run.on_nan=recover",
                                        "run.lr=0.1"])
     assert result.steps == 8 and len(result.history) == 8
@@ -220,7 +220,7 @@ def test_nan_recover_halves_lr_and_finishes(tmp_path, tiny_clip_path, nan_plugin
 def test_inf_loss_stops_naming_the_loss(tmp_path, tiny_clip_path, nan_plugins):
     with pytest.raises(RunError) as info:
         pixloom.render("default", plugins_dirs=[nan_plugins], steps=10, size=32, out=tmp_path,
-                       overrides=[f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4",
+                       overrides=[f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4", "run.candidates=1",
                                   "losses.1.name=exploding", "losses.1.params.value=inf"])
     assert "loss exploding became inf at step 4" in str(info.value)
 
@@ -243,7 +243,7 @@ def test_inf_in_the_parameters_stops_at_the_last_good_image(tmp_path, tiny_clip_
     (plugins / "poison.py").write_text(PARAMS_PLUGIN)
     with pytest.raises(RunError) as info:
         pixloom.render("default", plugins_dirs=[plugins], steps=10, size=32, out=tmp_path / "out",
-                       overrides=[f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4"])
+                       overrides=[f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4", "run.candidates=1"])
     message = str(info.value)
     assert "the generator's parameters became NaN or infinite at step 4" in message
     assert "last good image" in message and "\n" not in message

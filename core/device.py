@@ -44,3 +44,25 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def rng_states(device: torch.device) -> tuple:
+    """Python's, NumPy's and torch's RNG states (and every CUDA device's on CUDA), for set_rng_states."""
+    import random
+
+    import numpy as np
+
+    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
+
+
+def set_rng_states(states: tuple) -> None:
+    import random
+
+    import numpy as np
+
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+    if states[3] is not None:
+        torch.cuda.set_rng_state_all(states[3])

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .device import pick_device, seed_everything
+from .device import pick_device, rng_states, seed_everything, set_rng_states
 from .errors import EXIT_INTERRUPTED, PixloomError, PluginError, RunError
 from .files import ensure_output_dir
 from .interfaces import BuildContext
@@ -365,29 +365,8 @@ def _finish(run: Run, pm, state: State, history: list, started: float) -> Render
     return result
 
 
-def _all_rng_states(device: torch.device) -> tuple:
-    import random
-
-    import numpy as np
-
-    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
-    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
-
-
-def _set_all_rng_states(states: tuple) -> None:
-    import random
-
-    import numpy as np
-
-    random.setstate(states[0])
-    np.random.set_state(states[1])
-    torch.set_rng_state(states[2])
-    if states[3] is not None:
-        torch.cuda.set_rng_state_all(states[3])
-
-
 def _begin(loaded: LoadedPreset, registry: Registry, seed: int) -> tuple:
-    """Build a run of ``loaded`` with run seed ``seed``: (run, optimizer), as a plain render starts."""
+    """Build a run of ``loaded`` with run seed ``seed`` as a plain render starts: (run, optimizer, cfg)."""
     cfg = loaded.cfg
     if int(cfg.run.seed) != seed:
         cfg = OmegaConf.create(OmegaConf.to_container(cfg))
@@ -446,11 +425,11 @@ class Selection:
             score = candidate_score(history, by)
             scores.append(round(score, 6))
             if best is None or score < best[0]:
-                best = (score, (run, optimizer, run_cfg, state, history), _all_rng_states(run.device))
+                best = (score, (run, optimizer, run_cfg, state, history), rng_states(run.device))
         if best is None:
             raise failed  # every start failed: the render stops at the last one's last good image
         _, chosen, rng = best
-        _set_all_rng_states(rng)
+        set_rng_states(rng)
         self.current = chosen
         run = chosen[0]
         run.resolved.run.candidates = 1
@@ -458,6 +437,15 @@ class Selection:
                                    "select_by": by or ["total"], "scores": scores,
                                    "chosen": int(run.resolved.run.seed)}
         return chosen
+
+    def take_current(self) -> tuple:
+        """The start being optimised when a Ctrl-C or a failure stopped the choosing,
+        made the render's own: its recipe says its seed with ``candidates: 1``."""
+        run, _, _, state, _ = self.current
+        run.resolved.run.candidates = 1
+        for out in run.outputs:
+            out.on_start(state)
+        return self.current
 
 
 def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None, callbacks=(),
@@ -498,11 +486,8 @@ def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None
                                       history=history, optimizer=optimizer, start_step=start,
                                       guard=guard, state=state)
     except Interrupted as stop:
-        if selection is not None and selection.current is not None and selection.current[0] is not run:
-            run, optimizer, cfg, state, history = selection.current  # stopped while choosing: this start
-            run.resolved.run.candidates = 1
-            for out in run.outputs:
-                out.on_start(state)
+        if run is None and selection is not None:  # stopped while choosing: the start in progress
+            run, optimizer, cfg, state, history = selection.take_current()
         state.step = stop.step
         result = _finish(run, pm, state, history, started)
         saved = save_resume(run, optimizer, state, history, steps)
@@ -511,10 +496,7 @@ def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None
                            f"continue with: pixloom render --resume {saved}", EXIT_INTERRUPTED) from None
     except RunError as exc:
         if run is None and selection is not None and selection.current is not None:
-            run, optimizer, cfg, state, history = selection.current  # every start failed: the last one
-            run.resolved.run.candidates = 1
-            for out in run.outputs:
-                out.on_start(state)
+            run, optimizer, cfg, state, history = selection.take_current()  # every start failed: the last one
         if run is None:
             raise
         state.image = run.generator.to_image()

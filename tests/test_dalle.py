@@ -228,3 +228,39 @@ def test_embedded_model_reconstructs_the_shapes_world(tmp_path):
         gen.init_from_image(image[None])
         errors.append(F.mse_loss(gen.to_image(), image[None]).item())
     assert sum(errors) / len(errors) < 0.02
+
+
+def test_decoder_only_training_keeps_the_encoder_and_changes_the_decoder(tiny_path, tmp_path):
+    from pixloom.models import read_model
+    from pixloom.training import dvae as training
+
+    out = tmp_path / "ft.safetensors"
+    training.main(["--out", str(out), "--init", str(tiny_path), "--decoder-only", "--steps", "3",
+                   "--batch", "4", "--threads", "1", "--eval-n", "4", "--lr", "1e-2"])
+    before, after = load_dvae(str(tiny_path)), load_dvae(str(out))
+    for k, v in before.encoder.state_dict().items():
+        assert torch.equal(v, after.encoder.state_dict()[k]), k
+    assert any(not torch.equal(v, after.decoder.state_dict()[k]) for k, v in before.decoder.state_dict().items())
+    assert after.config == before.config
+    training_meta = read_model(out, "dvae", "dVAE").metadata["training"]
+    assert training_meta["decoder_only"] is True and training_meta["init"] == str(tiny_path)
+
+
+def test_decoder_tokens_are_one_hot_or_tempered_mixtures():
+    from pixloom.training.dvae import decoder_tokens
+
+    logits = torch.randn(6, 512, 2, 2, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    hard = decoder_tokens(logits, g, 0.0, 0.1)
+    assert torch.equal(hard.argmax(1), logits.argmax(1)) and torch.equal(hard.amax(1), torch.ones(6, 2, 2))
+    mixed = decoder_tokens(logits, g, 1.0, 0.1)
+    assert torch.allclose(mixed.sum(1), torch.ones(6, 2, 2)) and bool((mixed.amax(1) < 1).all())
+    assert torch.equal(mixed.argmax(1), logits.argmax(1))
+
+
+def test_decoder_only_needs_init(capsys):
+    from pixloom.training import dvae as training
+
+    with pytest.raises(SystemExit):
+        training.parse_args(["--out", "x.safetensors", "--steps", "1", "--decoder-only"])
+    assert "--decoder-only needs --init" in capsys.readouterr().err

@@ -15,6 +15,13 @@ likelihood (which also trains the three scale channels), a small KL to the
 uniform prior over tokens, and the gap between the batch's token-usage entropy
 and its maximum (so the whole vocabulary stays in use).
 
+``--init`` starts from a trained dVAE; with ``--decoder-only`` its encoder is
+frozen and only the decoder learns, from the encoder's argmax tokens (the
+tokens a render ends with) and, for ``--soft-share`` of each batch, from
+tempered softmax mixtures of its logits at temperatures between ``--tau-end``
+and 1 (what a render's steps decode). The tokens' meaning stays fixed, so
+the objective is plain reconstruction and the decoder gets sharper.
+
 With ``--steps`` only, a run is deterministic for a given machine and thread
 count; ``--minutes`` is a hard budget. The weights are written as .safetensors
 (``encoder.*`` / ``decoder.*`` keys of the dall_e classes, config in
@@ -50,6 +57,20 @@ def tokens_from(logits: torch.Tensor, tau: float, g: torch.Generator, hard: torc
     one_hot = F.one_hot(soft.argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
     st = one_hot + soft - soft.detach()
     return torch.where(hard[:, None, None, None], st, soft)
+
+
+def decoder_tokens(logits: torch.Tensor, g: torch.Generator, soft_share: float, tau_min: float) -> torch.Tensor:
+    """A frozen encoder's tokens for decoder training: one-hot argmax rows, and for
+    ``soft_share`` of the rows a softmax of the logits at a temperature drawn
+    log-uniformly from [tau_min, 1]."""
+    hard = F.one_hot(logits.argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    n = logits.shape[0]
+    soft_rows = torch.rand(n, generator=g) < soft_share
+    if not bool(soft_rows.any()):
+        return hard
+    tau = tau_min ** torch.rand(n, generator=g)
+    soft = F.softmax(logits / tau[:, None, None, None], dim=1)
+    return torch.where(soft_rows[:, None, None, None], soft, hard)
 
 
 def logit_laplace_nll(stats: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -98,9 +119,18 @@ def train(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
-    config = DVAEConfig(**dict(ARCH, vocab_size=args.vocab))
-    model = DVAE(config).train().requires_grad_(True)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    if args.init:
+        from ..dvae import load_dvae
+
+        model = load_dvae(args.init)
+        config = model.config
+    else:
+        config = DVAEConfig(**dict(ARCH, vocab_size=args.vocab))
+        model = DVAE(config)
+    model.train().requires_grad_(True)
+    if args.decoder_only:
+        model.encoder.eval().requires_grad_(False)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in model.parameters())
@@ -116,14 +146,21 @@ def train(args) -> dict:
         tau = args.tau_start * (args.tau_end / args.tau_start) ** min(1.0, progress / 0.8)
         kl_w = args.kl * min(1.0, progress / 0.2)
         x = ae.batch(args.batch, g, args.mosaic, args.zoom)
-        logits = model.encode_logits(x)
-        hard_share = args.hard * min(1.0, max(0.0, (progress - 0.15) / 0.45))  # soft first, then ramp up
-        hard = torch.rand(args.batch, generator=g) < hard_share
-        stats = model.decode_stats(tokens_from(logits, tau, g, hard))
+        if args.decoder_only:
+            with torch.no_grad():
+                tokens = decoder_tokens(model.encode_logits(x), g, args.soft_share, args.tau_end)
+            logits = None
+        else:
+            logits = model.encode_logits(x)
+            hard_share = args.hard * min(1.0, max(0.0, (progress - 0.15) / 0.45))  # soft first, then ramp up
+            hard = torch.rand(args.batch, generator=g) < hard_share
+            tokens = tokens_from(logits, tau, g, hard)
+        stats = model.decode_stats(tokens)
         rec = unmap_pixels(torch.sigmoid(stats[:, :3]))
         rec_loss = (rec - x).abs().mean() + F.mse_loss(rec, x)
-        loss = (rec_loss + args.edge * grad_l1(rec, x) + args.nll * logit_laplace_nll(stats, x)
-                + kl_w * kl_uniform(logits) + args.usage * usage_gap(logits))
+        loss = rec_loss + args.edge * grad_l1(rec, x) + args.nll * logit_laplace_nll(stats, x)
+        if logits is not None:
+            loss = loss + kl_w * kl_uniform(logits) + args.usage * usage_gap(logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -146,6 +183,7 @@ def train(args) -> dict:
                      "minutes": round(budget.elapsed_min(), 2), "max_minutes": args.minutes,
                      "time_capped": budget.time_capped, "batch": args.batch, "lr": args.lr,
                      "tau": [args.tau_start, args.tau_end], "threads": args.threads, "parameters": n_params,
+                     "zoom": args.zoom, "init": args.init, "decoder_only": args.decoder_only,
                      **ae.machine()},
         "eval": {"images": args.eval_n, "seed": ae.EVAL_SEED, "tokens": "argmax", **result},
     }
@@ -169,8 +207,17 @@ def parse_args(argv: Optional[list] = None):
     p.add_argument("--kl", type=float, default=0.01, help="weight of the KL to the uniform token prior")
     p.add_argument("--nll", type=float, default=0.02, help="weight of the logit-Laplace likelihood")
     p.add_argument("--edge", type=float, default=0.5, help="weight of the image-gradient L1 loss")
+    p.add_argument("--init", help="start from this dVAE (embedded name or .safetensors)")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="with --init: freeze the encoder, train the decoder on its tokens")
+    p.add_argument("--soft-share", type=float, default=0.5,
+                   help="--decoder-only: fraction of rows decoded from tempered softmax mixtures")
     args = p.parse_args(argv)
     ae.check_args(p, args)
+    if args.decoder_only and not args.init:
+        p.error("--decoder-only needs --init (a trained dVAE whose encoder stays as it is)")
+    if not 0.0 <= args.soft_share <= 1.0:
+        p.error(f"--soft-share must be between 0 and 1 (got {args.soft_share})")
     return args
 
 

@@ -64,6 +64,11 @@ def _built(cls, **kwargs) -> nn.Module:
     return cls(device=torch.device("cpu"), requires_grad=False, use_mixed_precision=False, **kwargs)
 
 
+def one_hot_tokens(indices: torch.Tensor, vocab_size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Token indices [N, H, W] -> one-hot tokens [N, vocab_size, H, W], as the decoder takes them."""
+    return torch.nn.functional.one_hot(indices, vocab_size).permute(0, 3, 1, 2).to(dtype)
+
+
 def make_encoder(cfg: DVAEConfig) -> nn.Module:
     from dall_e import Encoder
 

@@ -110,7 +110,9 @@ class DalleGenerator(Generator):
                 return soft
         else:
             soft = F.softmax(logits / self.tau, dim=1)
-        hard = F.one_hot(soft.argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
+        from pixloom.dvae import one_hot_tokens  # loaded with the model, not at start-up
+
+        hard = one_hot_tokens(soft.argmax(1), soft.shape[1], soft.dtype)
         return hard + soft - soft.detach()
 
     def synth(self) -> torch.Tensor:

@@ -39,7 +39,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..dvae import DVAE, FORMAT, DVAEConfig
+from ..dvae import DVAE, FORMAT, DVAEConfig, one_hot_tokens
 from ..models import write_safetensors
 from . import autoencoding as ae
 from .vqgan import grad_l1
@@ -54,7 +54,7 @@ def tokens_from(logits: torch.Tensor, tau: float, g: torch.Generator, hard: torc
     soft = F.softmax((logits - torch.log(-torch.log(u))) / tau, dim=1)
     if not bool(hard.any()):
         return soft
-    one_hot = F.one_hot(soft.argmax(1), soft.shape[1]).permute(0, 3, 1, 2).to(soft.dtype)
+    one_hot = one_hot_tokens(soft.argmax(1), soft.shape[1], soft.dtype)
     st = one_hot + soft - soft.detach()
     return torch.where(hard[:, None, None, None], st, soft)
 
@@ -63,7 +63,7 @@ def decoder_tokens(logits: torch.Tensor, g: torch.Generator, soft_share: float, 
     """A frozen encoder's tokens for decoder training: one-hot argmax rows, and for
     ``soft_share`` of the rows a softmax of the logits at a temperature drawn
     log-uniformly from [tau_min, 1]."""
-    hard = F.one_hot(logits.argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    hard = one_hot_tokens(logits.argmax(1), logits.shape[1], logits.dtype)
     n = logits.shape[0]
     soft_rows = torch.rand(n, generator=g) < soft_share
     if not bool(soft_rows.any()):
@@ -100,7 +100,7 @@ def evaluate(model: DVAE, images: torch.Tensor, chunk: int = 64) -> dict:
     for i in range(0, len(images), chunk):
         logits = model.encode_logits(images[i: i + chunk])
         idx = logits.argmax(1)
-        one_hot = F.one_hot(idx, model.vocab_size).permute(0, 3, 1, 2).float()
+        one_hot = one_hot_tokens(idx, model.vocab_size)
         recons.append(model.decode(one_hot))
         codes.append(idx.flatten())
     recon = torch.cat(recons)

@@ -29,6 +29,7 @@ import torch
 
 from .bench_work import (PeakMemory, Pipeline, breakdown, chained_cutouts, median_seconds, overhead, sync,
                          time_augmentation, time_to_recognisable)
+from .device import keeps_torch_threads
 from .files import atomic_write
 
 SECTIONS = ("presets", "ttr", "scaling", "realsize", "options")
@@ -270,6 +271,7 @@ def plot_scaling(scaling: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+@keeps_torch_threads
 def run_bench(presets=None, quick=False, out=Path("outputs/bench"), threads=None, device="auto",
               only=SECTIONS, ttr_prompts=None, check_every=5, judge="shapes-judge", command="", log=print,
               plugins_dirs=()) -> dict:

@@ -1,9 +1,27 @@
 """Choosing the torch device: never assume CUDA, use it when present."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .errors import PresetError
+
+
+def keeps_torch_threads(fn):
+    """Decorate a function that calls ``torch.set_num_threads``: the caller's
+    thread count is restored when it returns, so that a training or a benchmark
+    run in-process (a test, a notebook) leaves the rest of the process as it was."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        before = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from . import world
+from .device import keeps_torch_threads
 
 QUESTIONS = ["fg_colour", "bg_colour", "shape", "size", "position", "colour_shape"]
 GOALS = {"fg_colour": 0.99, "bg_colour": 0.99, "shape": 0.95, "size": 0.95, "position": 0.90, "colour_shape": 0.93}
@@ -159,6 +160,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+@keeps_torch_threads
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pixloom.zeroshot", description=__doc__.splitlines()[0])
     parser.add_argument("weights", help="a pixloom CLIP .safetensors file")

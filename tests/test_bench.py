@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 FIXTURE_YAML = Path("/work/shared/fixtures/vqgan_imagenet_f16_16384.yaml")
@@ -13,8 +14,15 @@ FIXTURE_YAML = Path("/work/shared/fixtures/vqgan_imagenet_f16_16384.yaml")
 
 def test_bench_quick_smoke(run_cli, tiny_preset_file, tmp_path):
     out = tmp_path / "bench"
-    r = run_cli("bench", "--quick", "--presets", tiny_preset_file, "--out", out, "--threads", "1",
-                "--only", "presets,ttr,scaling,options", "--ttr-prompts", "1", "--check-every", "10")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        r = run_cli("bench", "--quick", "--presets", tiny_preset_file, "--out", out, "--threads", "1",
+                    "--only", "presets,ttr,scaling,options", "--ttr-prompts", "1", "--check-every", "10")
+        # --threads holds for the benchmark only: the caller's process is left as it was
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     assert r.code == 0, r.err
     report = json.loads((out / "bench.json").read_text())
     assert report["command"].startswith("pixloom bench --quick --presets ")

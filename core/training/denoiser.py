@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import world
+from ..device import keeps_torch_threads
 from ..denoiser import SIGMA_DATA, Denoiser, DenoiserConfig, save_denoiser
 
 
@@ -89,6 +90,7 @@ def loss_on(model: Denoiser, clean: torch.Tensor, g: torch.Generator, p_mean: fl
     return (weight.view(-1, 1, 1, 1) * (model(noisy, sigma, cond) - clean) ** 2).mean()
 
 
+@keeps_torch_threads
 def train(args) -> dict:
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(args.seed)

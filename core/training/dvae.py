@@ -39,6 +39,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ..device import keeps_torch_threads
 from ..dvae import DVAE, FORMAT, DVAEConfig, one_hot_tokens
 from ..models import write_safetensors
 from . import autoencoding as ae
@@ -113,6 +114,7 @@ def evaluate(model: DVAE, images: torch.Tensor, chunk: int = 64) -> dict:
             "codes_used": int((counts > 0).sum()), "perplexity": round(perplexity, 1), "recon": recon}
 
 
+@keeps_torch_threads
 def train(args) -> dict:
     from dall_e import unmap_pixels
 

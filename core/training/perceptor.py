@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from .. import world, zeroshot
 from ..clip_compat import clip_model
+from ..device import keeps_torch_threads
 from ..errors import ArgumentParser
 from ..files import atomic_write
 from ..models import write_safetensors
@@ -288,6 +289,7 @@ def save(model, tokenizer, path: Path, training: dict, description: str) -> None
     write_safetensors(path, model.state_dict(), metadata, dtype=torch.float16)
 
 
+@keeps_torch_threads
 def train(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ..device import keeps_torch_threads
 from ..models import write_safetensors
 from ..vqgan import FORMAT, VQGAN, VQGANConfig
 from . import autoencoding as ae
@@ -104,6 +105,7 @@ def evaluate(model: VQGAN, images: torch.Tensor, chunk: int = 64) -> dict:
             "codes_used": int((counts > 0).sum()), "perplexity": round(perplexity, 1), "recon": recon}
 
 
+@keeps_torch_threads
 def train(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -56,6 +56,7 @@ class ClipLossParams:
     perceptors: List[str] = field(default_factory=list)  # perceptor labels; empty: all of them
     contrast: List[str] = field(default_factory=list)  # captions each text prompt must beat (contrastive term)
     contrast_words: List[str] = field(default_factory=list)  # "red|green|blue": rivals made by swapping a word
+    contrast_exchange: bool = False  # also rivals with two words of one group exchanged (figure and ground)
     contrast_weight: float = 1.0  # weight of the contrastive term (only with contrast captions)
     contrast_scale: float = 50.0  # logit scale of that softmax (CLIP's own is 100)
 
@@ -77,25 +78,38 @@ class ClipLossParams:
             raise ValueError(f"contrast_scale: must be > 0 (got {self.contrast_scale})")
 
 
-def swapped(text: str, groups: List[str]) -> List[str]:
-    """``text`` with one word of a group replaced by each other word of that group."""
+def swapped(text: str, groups: List[str], exchange: bool = False) -> List[str]:
+    """``text`` with one word of a group replaced by each other word of that group;
+    with ``exchange``, also with each two different words of one group traded
+    places ("a red star on a blue background" -> "a blue star on a red background")."""
     words = re.findall(r"\w+|\W+", text)
     out = []
+
+    def put(new: list, i: int, other: str) -> None:
+        new[i] = other
+        if i >= 2 and new[i - 2].lower() in ("a", "an"):  # keep the article right
+            article = "an" if other[:1].lower() in "aeiou" else "a"
+            new[i - 2] = article.capitalize() if new[i - 2][0].isupper() else article
+
     for group in groups:
         choices = [w.strip() for w in group.split("|") if w.strip()]
         lower = [c.lower() for c in choices]
-        for i, word in enumerate(words):
-            if word.lower() not in lower:
-                continue
+        found = [i for i, word in enumerate(words) if word.lower() in lower]
+        for i in found:
             for other in choices:
-                if other.lower() == word.lower():
+                if other.lower() == words[i].lower():
                     continue
                 new = list(words)
-                new[i] = other
-                if i >= 2 and new[i - 2].lower() in ("a", "an"):  # keep the article right
-                    article = "an" if other[:1].lower() in "aeiou" else "a"
-                    new[i - 2] = article.capitalize() if new[i - 2][0].isupper() else article
+                put(new, i, other)
                 out.append("".join(new))
+        if exchange:
+            for a, i in enumerate(found):
+                for j in found[a + 1:]:
+                    if words[i].lower() != words[j].lower():
+                        new = list(words)
+                        put(new, i, words[j])
+                        put(new, j, words[i])
+                        out.append("".join(new))
     return out
 
 
@@ -123,7 +137,10 @@ class ClipLoss(Loss):
     added, times ``contrast_weight``. ``contrast_words`` makes such rivals from
     the prompt itself: each group (``"red|green|blue"``) swaps any of its words in
     the prompt for each of the others ("a red star" must beat "a green star" and
-    "a blue star"), with "a"/"an" fixed to suit.
+    "a blue star"), with "a"/"an" fixed to suit; with ``contrast_exchange`` two
+    words of one group in the prompt also trade places, so that "a
+    red star on a blue background" must beat "a blue star on a red background"
+    (the figure and ground swapped, which a bag of words cannot tell apart).
     """
 
     name = "clip"
@@ -156,7 +173,8 @@ class ClipLoss(Loss):
             self.targets[label] = (target, torch.tensor(weights, device=target.device))
             positive = [t for t, w in texts if w > 0]
             rivals = list(dict.fromkeys(
-                [*self.params.contrast, *(r for t in positive for r in swapped(t, self.params.contrast_words))]))
+                [*self.params.contrast, *(r for t in positive for r in swapped(t, self.params.contrast_words,
+                                                                    self.params.contrast_exchange))]))
             rivals = [r for r in rivals if r not in positive]
             if rivals and positive:
                 pos = F.normalize(perceptor.encode_text(positive).float(), dim=-1)

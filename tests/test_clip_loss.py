@@ -22,6 +22,18 @@ def test_swapped_replaces_one_word_at_a_time_and_fixes_articles():
     assert swapped("An orange star", [COLOURS])[0] == "A red star"
 
 
+def test_swapped_with_exchange_also_trades_two_words_of_a_group():
+    prompt = "a large purple circle on an orange background"
+    plain, both = swapped(prompt, [COLOURS, SHAPES]), swapped(prompt, [COLOURS, SHAPES], exchange=True)
+    assert set(both) - set(plain) == {"a large orange circle on a purple background"}  # "an" became "a"
+    assert swapped("An orange star on a blue background", [COLOURS], exchange=True)[-1] == \
+        "A blue star on an orange background"
+    # one word of a group, or the same word twice: nothing to exchange
+    assert swapped("a red star", [COLOURS], exchange=True) == swapped("a red star", [COLOURS])
+    assert swapped("a red star on a red background", [COLOURS], exchange=True) == \
+        swapped("a red star on a red background", [COLOURS])
+
+
 def test_swapped_leaves_text_without_group_words_alone():
     assert swapped("a painting of a lighthouse", [COLOURS, SHAPES]) == []
 
@@ -63,3 +75,16 @@ def test_the_contrast_term_gains_on_the_rivals(tmp_path):
     assert with_contrast.history[-1]["clip"] != pytest.approx(without.history[-1]["clip"])
     assert margin(with_contrast.image) > 0
     assert margin(with_contrast.image) > margin(without.image)
+
+
+def test_contrast_exchange_adds_the_figure_ground_rival_to_the_loss(tmp_path):
+    """The same render with the exchanged rival ("a purple square on a green
+    background") among the contrasts scores a different (higher) clip loss."""
+    def loss(exchange: bool) -> float:
+        res = pixloom.render("default", prompts=["a green square on a purple background"], out=str(tmp_path / str(exchange)),
+                             overrides=["run.size=[64,64]", "run.steps=1", "run.device=cpu", "run.progress=false",
+                                        "run.candidates=1", "augment.params.num=2", "augment.params.overview=2",
+                                        f"losses.0.params.contrast_exchange={str(exchange).lower()}"])
+        return res.history[0]["clip"]
+
+    assert loss(True) > loss(False)

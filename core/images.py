@@ -47,17 +47,31 @@ def flat_image(rgb, size: tuple) -> torch.Tensor:
         1, 3, size[1], size[0]).contiguous()
 
 
-def token_grid(height: int, width: int, factor: int, upscale: int = 1) -> tuple:
+def check_scale(upscale: int, supersample: int) -> None:
+    """A token generator's ``upscale`` and ``supersample``: each 1..8, at most one above 1."""
+    for name, value in (("upscale", upscale), ("supersample", supersample)):
+        if not isinstance(value, int) or not 1 <= value <= 8:
+            raise ValueError(f"{name}: must be a whole number between 1 and 8 (got {value!r})")
+    if upscale > 1 and supersample > 1:
+        raise ValueError(f"upscale and supersample: one of them must be 1 (got {upscale} and {supersample})")
+
+
+def token_grid(height: int, width: int, factor: int, upscale: int = 1, supersample: int = 1) -> tuple:
     """(rows, columns) of a latent grid whose decoded image, ``factor`` pixels a
-    cell and then ``upscale``-times enlarged, covers height x width."""
-    f = factor * upscale
-    return max(1, math.ceil(height / f)), max(1, math.ceil(width / f))
+    cell, then ``upscale``-times enlarged or ``supersample``-times shrunk, covers
+    height x width."""
+    return (max(1, math.ceil(height * supersample / (factor * upscale))),
+            max(1, math.ceil(width * supersample / (factor * upscale))))
 
 
-def fit_decoded(image: torch.Tensor, height: int, width: int, upscale: int = 1) -> torch.Tensor:
-    """A decoder's output enlarged ``upscale`` times (bilinear) and centre-cropped to height x width."""
+def fit_decoded(image: torch.Tensor, height: int, width: int, upscale: int = 1, supersample: int = 1) -> torch.Tensor:
+    """A decoder's output enlarged ``upscale`` times (bilinear), centre-cropped to
+    height x width; with ``supersample``, cropped to that many times height x width
+    and shrunk to it by averaging each supersample x supersample block."""
     if upscale > 1:
         image = F.interpolate(image, scale_factor=upscale, mode="bilinear", align_corners=False)
     h, w = image.shape[-2:]
-    top, left = (h - height) // 2, (w - width) // 2
-    return image[..., top: top + height, left: left + width]
+    ch, cw = height * supersample, width * supersample
+    top, left = (h - ch) // 2, (w - cw) // 2
+    image = image[..., top: top + ch, left: left + cw]
+    return F.avg_pool2d(image, supersample) if supersample > 1 else image

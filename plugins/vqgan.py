@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import pixloom
 from pixloom.hookspecs import hookimpl
-from pixloom.images import check_rgb, fit_decoded, flat_image, load_image, token_grid
+from pixloom.images import check_rgb, check_scale, fit_decoded, flat_image, load_image, token_grid
 from pixloom.interfaces import Generator
 
 
@@ -24,14 +24,16 @@ class VQGANParams:
     # > 1: decode at 1/upscale of the render's size, then enlarge: a model that learnt
     # small scenes (the embedded ones: 64 px) draws shapes at the scale it knows
     upscale: int = 1
+    # > 1: decode at supersample times the render's size, then average down: a
+    # model whose cells are coarse for the scene (the embedded dVAE's 8 px) draws it finer
+    supersample: int = 1
     trust: bool = False  # allow full unpickling of a checkpoint no published hash vouches for
 
     def __post_init__(self):
         if self.init not in ("random", "flat", "image"):
             raise ValueError(f"init: unknown init {self.init!r} (valid: random, flat, image)")
         check_rgb(self.init_color)
-        if not 1 <= self.upscale <= 8:
-            raise ValueError(f"upscale: must be between 1 and 8 (got {self.upscale})")
+        check_scale(self.upscale, self.supersample)
         if self.init == "image" and not self.init_image:
             raise ValueError("init_image: init: image needs init_image (a file path)")
         if self.init_noise < 0:
@@ -84,7 +86,7 @@ class VQGANGenerator(Generator):
         model = self._load_model(params, ctx)
         object.__setattr__(self, "model", model.eval().requires_grad_(False))  # frozen: not in state_dict
         f = model.factor
-        self.grid = token_grid(self.height, self.width, f, params.upscale)
+        self.grid = token_grid(self.height, self.width, f, params.upscale, params.supersample)
         book = model.codebook.detach()
         self.register_buffer("z_min", book.min(0).values.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("z_max", book.max(0).values.view(1, -1, 1, 1), persistent=False)
@@ -112,7 +114,7 @@ class VQGANGenerator(Generator):
         return self
 
     def _crop(self, image: torch.Tensor) -> torch.Tensor:
-        return fit_decoded(image, self.height, self.width, self.params.upscale)
+        return fit_decoded(image, self.height, self.width, self.params.upscale, self.params.supersample)
 
     def synth(self) -> torch.Tensor:
         z_q, _ = snap(self.z, self.model.codebook)

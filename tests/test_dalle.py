@@ -113,8 +113,27 @@ def test_upscale_decodes_fewer_tokens_enlarged_to_the_size(tiny_path, tmp_path):
     assert image.shape == (1, 3, H, W) and image.min() >= 0 and image.max() <= 1
     image.sum().backward()
     assert gen.logits.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="upscale: must be between 1 and 8"):
+    with pytest.raises(ValueError, match="upscale: must be a whole number between 1 and 8"):
         DalleParams(upscale=9)
+
+
+def test_supersample_decodes_more_tokens_averaged_down_to_the_size(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, supersample=2)
+    assert gen.logits.shape[-2:] == (8, 10)  # 64 x 80 px of 8 px cells
+    image = gen.synth()
+    assert image.shape == (1, 3, H, W)
+    with torch.no_grad():
+        decoded = gen.model.decode(gen._tokens())
+    assert decoded.shape[-2:] == (2 * H, 2 * W)
+    assert torch.allclose(image, F.avg_pool2d(decoded, 2), atol=1e-6)
+    image.sum().backward()
+    assert gen.logits.grad.abs().sum() > 0
+    gen.init_from_image(torch.rand(1, 3, H, W))  # an init image is encoded at the decoded size
+    assert gen.logits.shape[-2:] == (8, 10)
+    with pytest.raises(ValueError, match="one of them must be 1"):
+        DalleParams(upscale=2, supersample=2)
+    with pytest.raises(ValueError, match="supersample: must be a whole number between 1 and 8"):
+        DalleParams(supersample=0)
 
 
 def test_to_image_is_the_argmax_decoding_and_equals_synth_outside_steps(tiny_path, tmp_path):

@@ -212,8 +212,20 @@ def test_upscale_decodes_a_smaller_grid_enlarged_to_the_size(tiny_path, tmp_path
     assert gen.z.grad.abs().sum() > 0
     gen.init_from_image(torch.rand(1, 3, 33, 45))  # an init image is encoded at the decoder's size
     assert gen.z.shape[-2:] == (9, 12)
-    with pytest.raises(ValueError, match="upscale: must be between 1 and 8"):
+    with pytest.raises(ValueError, match="upscale: must be a whole number between 1 and 8"):
         VQGANParams(upscale=0)
+
+
+def test_supersample_decodes_a_larger_grid_averaged_down_to_the_size(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, size=(45, 33), supersample=2)  # f = 2: 90 x 66 px from 45 x 33 cells
+    assert gen.grid == (33, 45)
+    image = gen.synth()
+    assert image.shape == (1, 3, 33, 45)
+    with torch.no_grad():
+        decoded = gen.model.decode(snap(gen.z, gen.model.codebook)[0]).add(1).div(2)
+    assert torch.allclose(image, F.avg_pool2d(decoded, 2).clamp(0, 1), atol=1e-6)
+    image.sum().backward()
+    assert gen.z.grad.abs().sum() > 0
 
 
 def test_after_step_clamps_to_the_codebook_range(tiny_path, tmp_path):

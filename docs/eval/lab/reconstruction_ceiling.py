@@ -1,4 +1,4 @@
-"""The judge's top-1 on a VQGAN's or dVAE's reconstructions of world scenes at 64 and 128 px
+"""The judge's top-1 on a VQGAN's or dVAE's reconstructions of world scenes at 64, 128 and 256 px
 (colour + shape + background captions): what a token generator can draw at best.
 
     python docs/eval/lab/reconstruction_ceiling.py vqgan shapes-vqgan 50
@@ -14,6 +14,8 @@ import torch
 from pixloom import world
 from pixloom.clip_tools import build_perceptor
 from pixloom.evaluate import judge_rank
+
+SIZES = (64, 128, 256)
 
 
 def main(kind: str, model_name: str, n: int = 50) -> None:
@@ -33,7 +35,7 @@ def main(kind: str, model_name: str, n: int = 50) -> None:
     attrs = world.sample_attributes(n, torch.Generator().manual_seed(777))
     captions = [world.caption(attrs, i, form) for i in range(n)]
     cache, results = {}, {}
-    for size in (64, 128):
+    for size in SIZES:
         result = evaluate(model, world.render(attrs, size))
         recon = result["recon"]
         top1 = sum(judge_rank(judge, recon[i:i + 1], captions[i], form, cache)[0] == 1 for i in range(n))

@@ -53,8 +53,9 @@ class DalleGenerator(Generator):
     sample at the step's temperature (annealed from ``temperature`` to
     ``final_temperature``), soft or straight-through ``hard``. Outside steps, and
     in ``to_image()``, the tokens are the argmax of the logits (no noise), with a
-    straight-through gradient. The token grid is ceil(size / (8 x upscale)); the
-    decoded image, enlarged ``upscale`` times, is centre-cropped to size.
+    straight-through gradient. The token grid is ceil(size x supersample / (8 x
+    upscale)); the decoded image, enlarged ``upscale`` times, is centre-cropped
+    to size (to ``supersample`` times size, then averaged down to it).
     """
 
     name = "dalle"

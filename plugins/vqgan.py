@@ -24,8 +24,8 @@ class VQGANParams:
     # > 1: decode at 1/upscale of the render's size, then enlarge: a model that learnt
     # small scenes (the embedded ones: 64 px) draws shapes at the scale it knows
     upscale: int = 1
-    # > 1: decode at supersample times the render's size, then average down: a
-    # model whose cells are coarse for the scene (the embedded dVAE's 8 px) draws it finer
+    # > 1: decode at supersample times the render's size (a latent grid that many
+    # times finer), then average down: finer detail than the model's cells allow at size
     supersample: int = 1
     trust: bool = False  # allow full unpickling of a checkpoint no published hash vouches for
 
@@ -73,8 +73,9 @@ class VQGANGenerator(Generator):
     and after each step the latent is clamped to the codebook's range. ``model``
     names the embedded ``shapes-vqgan``, a registry model (``imagenet_f16_16384``,
     fetched into the cache) or a taming config .yaml with its ``checkpoint``.
-    The latent grid is ceil(size / (f x upscale)); the decoded image, enlarged
-    ``upscale`` times, is centre-cropped to size.
+    The latent grid is ceil(size x supersample / (f x upscale)); the decoded
+    image, enlarged ``upscale`` times, is centre-cropped to size (to
+    ``supersample`` times size, then averaged down to it).
     """
 
     name = "vqgan"

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from pixloom import world, zeroshot
+from pixloom.device import keeps_torch_threads
 from pixloom.models import weights_dir
 from pixloom.tokenizers import WordTokenizer
 
@@ -85,6 +86,7 @@ def test_evaluate_runs_on_an_untrained_clip():
 
 
 @pytest.mark.parametrize("name", SHIPPED)
+@keeps_torch_threads  # the thread cap below ends with the test
 def test_shipped_model_meets_the_goals(name):
     path = weights_dir() / f"{name}.safetensors"
     if not path.is_file():

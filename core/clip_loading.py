@@ -17,7 +17,7 @@ import torch
 
 from .clip_compat import clip_model
 from .errors import CheckpointError
-from .models import read_model, resolve_model_file
+from .models import read_model, resolve_model_file, shared
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -43,6 +43,7 @@ def build_clip(state_dict: dict, source: str) -> torch.nn.Module:
     return model.float().eval()
 
 
+@shared
 def load_clip(name: str, trust: bool = False) -> LoadedClip:
     """An embedded model name, a registry name (OpenAI's ``ViT-B/32``...) or a CLIP
     file path -> model, tokenizer and normalisation. ``trust`` allows loading a

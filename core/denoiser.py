@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import CheckpointError
-from .models import embedded_models, read_model, resolve_model_file, write_safetensors
+from .models import embedded_models, read_model, resolve_model_file, shared, write_safetensors
 
 FORMAT = "denoiser"
 SIGMA_DATA = 0.5  # the world's pixel spread in -1..1, as EDM's preconditioning assumes
@@ -203,6 +203,7 @@ def denoiser_path(model: str, resolve=_expand) -> Path:
     return Path(embedded_models().get(model) or resolve_model_file(str(resolve(model))))
 
 
+@shared
 def load_denoiser(model: str, resolve=_expand) -> Denoiser:
     """An embedded denoiser's name or a denoiser .safetensors path, frozen, in eval mode."""
     path = denoiser_path(model, resolve)

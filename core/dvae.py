@@ -26,7 +26,7 @@ from torch import nn
 
 from . import checkpoints
 from .errors import CheckpointError
-from .models import embedded_models, read_model
+from .models import embedded_models, read_model, shared
 
 FORMAT = "dvae"
 GROUPS = 4  # fixed by the dall_e classes
@@ -214,6 +214,7 @@ def load_pickled_dvae(decoder_path, encoder_path=None, *, trust: bool = False) -
     return build_dvae(DVAEConfig.from_dict(cfg, str(decoder_path)), dec_state, enc_state, str(decoder_path))
 
 
+@shared
 def load_dvae(model: str, encoder: Optional[str] = None, *, trust: bool = False, need_encoder: bool = True,
               resolve=lambda p: Path(p).expanduser(), progress: bool = True) -> DVAE:
     """``model``: an embedded name, a .safetensors file, a decoder .pkl (``encoder``:

@@ -17,6 +17,7 @@ from .errors import EXIT_INTERRUPTED, PixloomError, PluginError, RunError
 from .files import ensure_output_dir
 from .interfaces import BuildContext
 from .manager import Registry, call_hook
+from .models import sharing_loads
 from .optim import build_optimizer, lr_factor, set_lr
 from .perf import configure as configure_perf
 from .preset import LoadedPreset, params_to_dict, validate_params
@@ -408,24 +409,25 @@ class Selection:
         k = min(int(cfg.run.candidate_steps), self.steps)
         by = list(cfg.run.select_by)
         best, scores, failed = None, [], None
-        for i in range(count):
-            run, optimizer, run_cfg = _begin(self.loaded, self.registry, base + i)
-            state = initial_state(run, run_cfg, self.steps)
-            self.current = (run, optimizer, run_cfg, state, [])
-            try:
-                state, history = optimize(run, pm, run_cfg, steps=self.steps, progress=progress,
-                                          history=self.current[4], optimizer=optimizer, guard=guard, state=state,
-                                          stop_at=k, hooks=False, label=f"start {i + 1}/{count} (seed {base + i})")
-            except RunError as exc:  # a start whose losses stop being finite is left out
-                failed = exc
-                scores.append(None)
-                continue
-            state.lr = state.extra.get("base_lr", state.lr)  # the base rate, for the rest of the run
-            self.current = (run, optimizer, run_cfg, state, history)
-            score = candidate_score(history, by)
-            scores.append(round(score, 6))
-            if best is None or score < best[0]:
-                best = (score, (run, optimizer, run_cfg, state, history), rng_states(run.device))
+        with sharing_loads():  # the starts share each model: one load, one copy
+            for i in range(count):
+                run, optimizer, run_cfg = _begin(self.loaded, self.registry, base + i)
+                state = initial_state(run, run_cfg, self.steps)
+                self.current = (run, optimizer, run_cfg, state, [])
+                try:
+                    state, history = optimize(run, pm, run_cfg, steps=self.steps, progress=progress,
+                                              history=self.current[4], optimizer=optimizer, guard=guard, state=state,
+                                              stop_at=k, hooks=False, label=f"start {i + 1}/{count} (seed {base + i})")
+                except RunError as exc:  # a start whose losses stop being finite is left out
+                    failed = exc
+                    scores.append(None)
+                    continue
+                state.lr = state.extra.get("base_lr", state.lr)  # the base rate, for the rest of the run
+                self.current = (run, optimizer, run_cfg, state, history)
+                score = candidate_score(history, by)
+                scores.append(round(score, 6))
+                if best is None or score < best[0]:
+                    best = (score, (run, optimizer, run_cfg, state, history), rng_states(run.device))
         if best is None:
             raise failed  # every start failed: the render stops at the last one's last good image
         _, chosen, rng = best
@@ -472,7 +474,8 @@ def render_loaded(loaded: LoadedPreset, pm, registry: Registry, *, progress=None
                 run, optimizer, cfg, state, history = selection.run(pm, guard, show)
                 start = state.step
             else:
-                run, optimizer, cfg = _begin(loaded, registry, int(cfg.run.seed))
+                with sharing_loads():  # a model two plugins name (a generator's and a loss's) is loaded once
+                    run, optimizer, cfg = _begin(loaded, registry, int(cfg.run.seed))
                 start = 0
                 if resume is not None:
                     start, history = resume.restore(run, optimizer)

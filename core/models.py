@@ -7,13 +7,50 @@ says how to use it (tokenizer, normalisation). Loading one never unpickles.
 """
 from __future__ import annotations
 
+import functools
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .errors import CheckpointError
+
+_SCOPES: list = []  # the caches of the open sharing_loads() scopes, innermost last
+
+
+@contextmanager
+def sharing_loads():
+    """Within it, a :func:`shared` loader called again with equal arguments returns
+    the frozen model it loaded the first time instead of reading the file again.
+    One scope is one preset's build (a render's starts, its generator and losses):
+    a run's best-of-N starts then hold one copy of each model, not N. The cache
+    goes with the scope; the runs built in it keep their models."""
+    _SCOPES.append({})
+    try:
+        yield
+    finally:
+        _SCOPES.pop()
+
+
+def shared(load):
+    """Mark ``load`` as a loader of a frozen model (see :func:`sharing_loads`).
+    Callable arguments (a preset's path ``resolve``) are left out of the key:
+    within one scope they resolve names the same way."""
+
+    @functools.wraps(load)
+    def loader(*args, **kwargs):
+        if not _SCOPES:
+            return load(*args, **kwargs)
+        key = (load.__module__, load.__qualname__, tuple(a for a in args if not callable(a)),
+               tuple(sorted((k, v) for k, v in kwargs.items() if not callable(v))))
+        cache = _SCOPES[-1]
+        if key not in cache:
+            cache[key] = load(*args, **kwargs)
+        return cache[key]
+
+    return loader
 
 def weights_dir() -> Path:
     """The folder of the embedded weights (package data of pixloom.plugins)."""

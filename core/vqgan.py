@@ -28,7 +28,7 @@ from torch import nn
 
 from . import checkpoints
 from .errors import CheckpointError
-from .models import embedded_models, read_model
+from .models import embedded_models, read_model, shared
 
 FORMAT = "vqgan"
 _MODEL_PREFIXES = ("encoder.", "decoder.", "quantize.", "quant_conv.", "post_quant_conv.")
@@ -233,6 +233,7 @@ def _beside(path: Path, suffixes) -> Optional[Path]:
     return None
 
 
+@shared
 def load_vqgan(model: str, checkpoint: Optional[str] = None, *, trust: bool = False,
                resolve=lambda p: Path(p).expanduser(), progress: bool = True) -> VQGAN:
     """``model``: an embedded name, a .safetensors file, a taming config .yaml (with

@@ -42,6 +42,39 @@ def test_the_lowest_scoring_start_is_finished_and_equals_its_own_render(tiny_pre
     assert result.preset.run.seed == chosen and result.preset.run.candidates == 1
 
 
+def test_the_starts_share_one_load_of_each_model(tiny_preset, monkeypatch):
+    import pixloom.clip_loading as clip_loading
+
+    built = []
+    real = clip_loading.build_clip
+    monkeypatch.setattr(clip_loading, "build_clip", lambda state, source: built.append(source) or real(state, source))
+    result = pixloom.render(_choose(tiny_preset, count=3, steps=3))
+    assert len(result.candidates["scores"]) == 3
+    assert len(built) == 1, built  # three starts, one CLIP read and built
+    # outside a render nothing is cached: a second load is a new model
+    model = tiny_preset["perceptors"][0]["params"]["model"]
+    assert clip_loading.load_clip(model).model is not clip_loading.load_clip(model).model
+    assert len(built) == 3
+
+
+def test_sharing_loads_keys_on_the_arguments_and_ends_with_its_scope():
+    from pixloom.models import shared, sharing_loads
+
+    calls = []
+
+    @shared
+    def load(name, resolve=None, trust=False):
+        calls.append(name)
+        return object()
+
+    with sharing_loads():
+        a = load("a", resolve=lambda p: p)
+        assert load("a", resolve=lambda p: p) is a  # a preset's resolve is left out of the key
+        assert load("a", trust=True) is not a and load("b") is not a
+    assert calls == ["a", "a", "b"]
+    assert load("a") is not a and calls[-1] == "a"  # the scope's cache went with it
+
+
 def test_the_selection_follows_the_losses_it_is_told_to_use(tiny_preset):
     by_clip = pixloom.render(_choose(tiny_preset, by=("clip",))).candidates
     by_total = pixloom.render(_choose(tiny_preset, by=())).candidates

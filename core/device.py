@@ -74,6 +74,28 @@ def rng_states(device: torch.device) -> tuple:
     return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda
 
 
+def rng_payload(device: torch.device) -> dict:
+    """:func:`rng_states` as tensors, numbers and strings, which a weights_only
+    ``torch.load`` reads back (NumPy's key array becomes an int64 tensor)."""
+    py, np_state, torch_state, cuda = rng_states(device)
+    return {"python": [int(py[0]), torch.tensor(py[1], dtype=torch.int64), py[2]],
+            "numpy": [str(np_state[0]), torch.from_numpy(np_state[1].astype("int64")), int(np_state[2]),
+                      int(np_state[3]), float(np_state[4])],
+            "torch": torch_state, "cuda": list(cuda or [])}
+
+
+def set_rng_payload(payload: dict) -> None:
+    """Put back the RNG states of :func:`rng_payload` (CUDA's only where CUDA is here)."""
+    import numpy as np
+
+    version, keys, gauss = payload["python"]
+    name, np_keys, pos, has_gauss, cached = payload["numpy"]
+    cuda = payload["cuda"] if payload["cuda"] and torch.cuda.is_available() else None
+    set_rng_states(((version, tuple(int(k) for k in keys.tolist()), gauss),
+                    (name, np_keys.numpy().astype(np.uint32), pos, has_gauss, cached),
+                    payload["torch"], cuda))
+
+
 def set_rng_states(states: tuple) -> None:
     import random
 

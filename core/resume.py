@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from .device import rng_payload, set_rng_payload
 from .errors import CheckpointError
 from .files import write_new
 
 FORMAT = "pixloom-resume"
-VERSION = 1
+VERSION = 2  # 2: Python's and NumPy's RNG states as well as torch's ("rngs"); 1 is still read
 
 
 def save_resume(run, optimizer, state, history: list, steps: int) -> Path:
@@ -30,8 +31,7 @@ def save_resume(run, optimizer, state, history: list, steps: int) -> Path:
         "lr": float(state.extra.get("base_lr", state.lr)),  # the base rate, before the schedule
         "generator": {k: v.detach().cpu() for k, v in run.generator.state_dict().items()},
         "optimizer": optimizer.state_dict(),
-        "rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if run.device.type == "cuda" else [],
+        "rngs": rng_payload(run.device),  # a plugin drawing from random or numpy continues exactly too
         "history": json.dumps(history),
     }
     return write_new(run.out_dir, run.stem, ".resume.pt", lambda tmp: torch.save(payload, tmp))
@@ -59,9 +59,12 @@ class ResumeState:
             optimizer.load_state_dict(self.payload["optimizer"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"--resume {self.path}: does not match this preset's generator ({exc})") from exc
-        torch.set_rng_state(self.payload["rng"])
-        if self.payload.get("cuda_rng") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(self.payload["cuda_rng"])
+        if "rngs" in self.payload:
+            set_rng_payload(self.payload["rngs"])
+        else:  # version 1: torch's states only
+            torch.set_rng_state(self.payload["rng"])
+            if self.payload.get("cuda_rng") and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self.payload["cuda_rng"])
         return int(self.payload["step"]), json.loads(self.payload["history"])
 
 
@@ -87,6 +90,6 @@ def load_resume(path) -> ResumeState:
                               f"{type(exc).__name__})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"--resume {path}: not a pixloom resume file")
-    if payload.get("version") != VERSION:
+    if payload.get("version") not in (1, VERSION):
         raise CheckpointError(f"--resume {path}: resume format {payload.get('version')} is not supported")
     return ResumeState(path, payload)

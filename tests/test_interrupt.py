@@ -144,6 +144,62 @@ def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path, tiny_clip_
     assert np.array_equal(_pixels(resumed.files[0]), _pixels(whole.files[0]))
 
 
+DICE_PLUGIN = """
+import random
+from dataclasses import dataclass
+import numpy as np
+from pixloom.hookspecs import hookimpl
+from pixloom.interfaces import Loss
+
+@dataclass
+class P:
+    pass
+
+class Dice(Loss):
+    # a weight drawn from Python's and NumPy's global RNGs every step
+    name = "dice"
+    version = "1"
+    Params = P
+
+    def forward(self, inputs):
+        return inputs.image.mean() * (random.random() + float(np.random.rand()))
+
+@hookimpl
+def pixloom_register_losses():
+    return [Dice]
+"""
+
+
+def test_a_plugin_drawing_from_python_and_numpy_random_resumes_exactly(tmp_path, tiny_clip_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "dice.py").write_text(DICE_PLUGIN)
+    over = [f"perceptors.0.params.model={tiny_clip_path}", "augment.params.num=4", "run.candidates=1",
+            "losses=[{name: clip, params: {prompts: ['a red circle']}}, {name: dice, weight: 5.0}]"]
+
+    def interrupt_at_6(state):
+        if state.step == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(pixloom.errors.PixloomError):
+        pixloom.render("default", steps=12, size=32, out=tmp_path / "a", overrides=over, plugins_dirs=[plugins],
+                       callbacks=[interrupt_at_6])
+    [saved] = (tmp_path / "a").glob("*.resume.pt")
+    resumed = pixloom.render(resume=saved, plugins_dirs=[plugins])
+    whole = pixloom.render("default", steps=12, size=32, out=tmp_path / "b", overrides=over, plugins_dirs=[plugins])
+    assert [row["dice"] for row in resumed.history] == [row["dice"] for row in whole.history]
+    assert np.array_equal(_pixels(resumed.files[0]), _pixels(whole.files[0]))
+    # a version-1 file (torch's RNG state only, before 2026-12-07) still resumes
+    import torch
+
+    payload = torch.load(saved, weights_only=True)
+    payload.update(version=1, rng=payload.pop("rngs")["torch"], cuda_rng=[])
+    old = tmp_path / "old.resume.pt"
+    torch.save(payload, old)
+    again = pixloom.render(resume=old, plugins_dirs=[plugins], out=tmp_path / "c")
+    assert again.steps == 12 and len(again.history) == 12
+
+
 NAN_PLUGIN = '''
 import torch
 from dataclasses import dataclass

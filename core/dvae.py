@@ -118,6 +118,21 @@ class DVAE(nn.Module):
 
         return unmap_pixels(torch.sigmoid(self.decode_stats(tokens)[:, :3]))
 
+    def token_embeddings(self) -> torch.Tensor:
+        """[vocab, n_init]: what the decoder's input convolution (1 x 1) makes of each
+        one-hot token, its bias included: the decoder's codebook."""
+        conv = self.decoder.blocks.input
+        return conv.w[:, :, 0, 0].t().float() + conv.b.float()
+
+    def decode_embedded(self, embedded: torch.Tensor) -> torch.Tensor:
+        """The decoder after its input convolution: token embeddings [N, n_init, h, w]
+        -> image [N, 3, 8h, 8w] in 0..1 (the embeddings of one-hot tokens give
+        ``decode`` of those tokens)."""
+        from dall_e import unmap_pixels
+
+        out = self.decoder.blocks[1:](embedded.float()).float()
+        return unmap_pixels(torch.sigmoid(out[:, :3]))
+
 
 # --------------------------------------------------------------------------- loading
 

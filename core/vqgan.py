@@ -172,6 +172,16 @@ class VQGAN(nn.Module):
         return self.decode(z_q), qloss, info[2]
 
 
+def snap(z: torch.Tensor, codebook: torch.Tensor):
+    """Nearest codebook entry for every cell of z [1, D, h, w], with a straight-through
+    gradient (forward: the entry; backward: as if the identity). Returns (z_q, indices)."""
+    flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+    dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)[None]
+    idx = dist.argmin(1)
+    z_q = codebook[idx].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+    return z + (z_q - z).detach(), idx.view(z.shape[0], z.shape[2], z.shape[3])
+
+
 # --------------------------------------------------------------------------- loading
 
 

@@ -11,6 +11,7 @@ import pixloom
 from pixloom.hookspecs import hookimpl
 from pixloom.images import check_rgb, check_scale, fit_decoded, flat_image, load_image, token_grid
 from pixloom.interfaces import Generator
+from pixloom.vqgan import snap
 
 
 @dataclass
@@ -31,9 +32,16 @@ class DalleParams:
     # > 1: decode at supersample times the render's size, then average down: a
     # model whose cells are coarse for the scene (the embedded dVAE's 8 px) draws it finer
     supersample: int = 1
+    # softmax: logits over the codebook at every cell, tokens by (Gumbel-)softmax as above;
+    # snap: a latent in the decoder's token-embedding space, snapped to the nearest
+    # token with a straight-through gradient (VQGAN+CLIP's method on the dVAE):
+    # every step decodes the hard tokens the render will show
+    tokens: str = "softmax"
     trust: bool = False  # allow full unpickling of a model file no published hash vouches for
 
     def __post_init__(self):
+        if self.tokens not in ("softmax", "snap"):
+            raise ValueError(f"tokens: unknown mode {self.tokens!r} (valid: softmax, snap)")
         if self.init not in ("random", "flat", "image"):
             raise ValueError(f"init: unknown init {self.init!r} (valid: random, flat, image)")
         check_rgb(self.init_color)
@@ -56,6 +64,11 @@ class DalleGenerator(Generator):
     straight-through gradient. The token grid is ceil(size x supersample / (8 x
     upscale)); the decoded image, enlarged ``upscale`` times, is centre-cropped
     to size (to ``supersample`` times size, then averaged down to it).
+
+    With ``tokens: snap`` the parameters are a latent in the decoder's token
+    embedding space instead (the input convolution's column for each token):
+    every cell decodes its nearest token, the gradient passed straight through,
+    and the latent is clamped to the embeddings' range after each step.
     """
 
     name = "dalle"
@@ -72,8 +85,16 @@ class DalleGenerator(Generator):
         f = model.factor
         self.grid = token_grid(self.height, self.width, f, params.upscale, params.supersample)
         rng = torch.Generator().manual_seed(ctx.seed)
-        logits = torch.randn(1, model.vocab_size, *self.grid, generator=rng) * params.init_scale
-        self.logits = torch.nn.Parameter(logits)
+        if params.tokens == "snap":
+            book = model.token_embeddings().detach()
+            self.register_buffer("book", book, persistent=False)
+            self.register_buffer("z_min", book.min(0).values.view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("z_max", book.max(0).values.view(1, -1, 1, 1), persistent=False)
+            idx = torch.randint(book.shape[0], (self.grid[0] * self.grid[1],), generator=rng)
+            self.z = torch.nn.Parameter(book[idx].t().reshape(1, -1, *self.grid).clone())
+        else:
+            logits = torch.randn(1, model.vocab_size, *self.grid, generator=rng) * params.init_scale
+            self.logits = torch.nn.Parameter(logits)
         self.tau = float(params.temperature)
         self._sampling = False
         if params.init == "image":
@@ -101,6 +122,8 @@ class DalleGenerator(Generator):
     @torch.no_grad()
     def after_step(self) -> None:
         self._sampling = False
+        if self.params.tokens == "snap":
+            self.z.copy_(self.z.clamp(self.z_min, self.z_max))
 
     def _tokens(self) -> torch.Tensor:
         logits = self.logits
@@ -119,6 +142,8 @@ class DalleGenerator(Generator):
         return hard + soft - soft.detach()
 
     def synth(self) -> torch.Tensor:
+        if self.params.tokens == "snap":
+            return self._crop(self.model.decode_embedded(snap(self.z, self.book)[0]))
         return self._crop(self.model.decode(self._tokens()))
 
     @torch.no_grad()
@@ -131,17 +156,23 @@ class DalleGenerator(Generator):
 
     @torch.no_grad()
     def tokens(self) -> torch.Tensor:
-        """[h, w] argmax token indices."""
+        """[h, w] token indices: the logits' argmax, or the snapped latent's tokens."""
+        if self.params.tokens == "snap":
+            return snap(self.z, self.book)[1][0]
         return self.logits.argmax(1)[0]
 
     @torch.no_grad()
     def init_from_image(self, image: torch.Tensor) -> None:
         f = self.model.factor
         size = (self.grid[0] * f, self.grid[1] * f)
-        image = image.to(self.logits.device, torch.float32)
+        image = image.to(self.book.device if self.params.tokens == "snap" else self.logits.device, torch.float32)
         if image.shape[-2:] != size:
             image = F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
-        self.logits.copy_(self.model.encode_logits(image))
+        logits = self.model.encode_logits(image)
+        if self.params.tokens == "snap":  # the encoder's tokens, as embeddings
+            self.z.copy_(self.book[logits.argmax(1)[0]].permute(2, 0, 1)[None])
+        else:
+            self.logits.copy_(logits)
 
 
 @hookimpl

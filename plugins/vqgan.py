@@ -11,6 +11,7 @@ import pixloom
 from pixloom.hookspecs import hookimpl
 from pixloom.images import check_rgb, check_scale, fit_decoded, flat_image, load_image, token_grid
 from pixloom.interfaces import Generator
+from pixloom.vqgan import snap  # noqa: F401 (pixloom.plugins.vqgan.snap)
 
 
 @dataclass
@@ -53,16 +54,6 @@ class _ClampInward(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         outside = x - x.clamp(0, 1)  # > 0 above, < 0 below
         return grad * ((grad * outside) >= 0)
-
-
-def snap(z: torch.Tensor, codebook: torch.Tensor):
-    """Nearest codebook entry for every cell of z [1, D, h, w], with a straight-through
-    gradient (forward: the entry; backward: as if the identity). Returns (z_q, indices)."""
-    flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-    dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.pow(2).sum(1)[None]
-    idx = dist.argmin(1)
-    z_q = codebook[idx].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
-    return z + (z_q - z).detach(), idx.view(z.shape[0], z.shape[2], z.shape[3])
 
 
 class VQGANGenerator(Generator):

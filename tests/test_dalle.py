@@ -136,6 +136,57 @@ def test_supersample_decodes_more_tokens_averaged_down_to_the_size(tiny_path, tm
         DalleParams(supersample=0)
 
 
+def test_snap_tokens_decode_the_nearest_token_with_a_straight_through_gradient(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, tokens="snap")
+    assert list(gen.state_dict()) == ["z"] and gen.z.shape == (1, gen.book.shape[1], 4, 5)
+    book = gen.model.token_embeddings()
+    assert torch.equal(gen.book, book) and book.shape[0] == 512
+    # the embeddings are what the decoder's input convolution makes of one-hot tokens
+    hard = F.one_hot(gen.tokens()[None], 512).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        assert torch.allclose(gen.synth(), gen.model.decode(hard)[..., :H, :W], atol=1e-5)
+    # a latent off the codebook still decodes hard tokens: its nearest ones
+    with torch.no_grad():
+        gen.z.add_(0.3 * torch.randn(gen.z.shape, generator=torch.Generator().manual_seed(1)) * gen.book.std(0).view(1, -1, 1, 1))
+    idx = gen.tokens()
+    dist = ((gen.z[0].permute(1, 2, 0)[..., None, :] - book) ** 2).sum(-1)
+    assert torch.equal(idx, dist.argmin(-1))
+    hard = F.one_hot(idx[None], 512).permute(0, 3, 1, 2).float()
+    image = gen.synth()
+    assert torch.allclose(image.detach(), gen.model.decode(hard)[..., :H, :W], atol=1e-5)
+    image.sum().backward()
+    assert gen.z.grad is not None and gen.z.grad.abs().sum() > 0
+    # after a step the latent is clamped to the embeddings' range
+    with torch.no_grad():
+        gen.z.add_(100.0)
+    gen.after_step()
+    assert torch.equal(gen.z, gen.z_max.expand_as(gen.z))
+
+
+def test_snap_tokens_start_from_an_image_as_the_encoders_tokens(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, tokens="snap")
+    image = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(2))
+    gen.init_from_image(image)
+    with torch.no_grad():
+        logits = gen.model.encode_logits(F.interpolate(image, size=(32, 40), mode="bicubic", align_corners=False).clamp(0, 1))
+    assert torch.equal(gen.tokens(), logits.argmax(1)[0])
+    with pytest.raises(ValueError, match="tokens: unknown mode 'gumbel' \\(valid: softmax, snap\\)"):
+        DalleParams(tokens="gumbel")
+
+
+def test_snap_tokens_move_under_adam(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, tokens="snap")
+    before = gen.tokens().clone()
+    opt = torch.optim.Adam(gen.parameters(), lr=0.05)
+    target = torch.zeros(1, 3, H, W)
+    for _ in range(5):
+        opt.zero_grad()
+        (gen.synth() - target).pow(2).mean().backward()
+        opt.step()
+        gen.after_step()
+    assert not torch.equal(gen.tokens(), before)
+
+
 def test_to_image_is_the_argmax_decoding_and_equals_synth_outside_steps(tiny_path, tmp_path):
     gen = make(tiny_path, tmp_path)
     one_hot = F.one_hot(gen.logits.argmax(1), 512).permute(0, 3, 1, 2).float()

@@ -172,6 +172,17 @@ class VQGAN(nn.Module):
         return self.decode(z_q), qloss, info[2]
 
 
+def codebook_range(codebook: torch.Tensor) -> tuple:
+    """Per-channel (min, max) of codebook [n, D], each shaped [1, D, 1, 1] for clamping a latent."""
+    return codebook.min(0).values.view(1, -1, 1, 1), codebook.max(0).values.view(1, -1, 1, 1)
+
+
+def random_codes(codebook: torch.Tensor, grid: tuple, rng: torch.Generator) -> torch.Tensor:
+    """A latent [1, D, h, w] whose cells are codebook entries drawn uniformly with ``rng``."""
+    idx = torch.randint(codebook.shape[0], (grid[0] * grid[1],), generator=rng)
+    return codebook[idx].t().reshape(1, -1, *grid).clone()
+
+
 def snap(z: torch.Tensor, codebook: torch.Tensor):
     """Nearest codebook entry for every cell of z [1, D, h, w], with a straight-through
     gradient (forward: the entry; backward: as if the identity). Returns (z_q, indices)."""

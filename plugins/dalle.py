@@ -11,7 +11,7 @@ import pixloom
 from pixloom.hookspecs import hookimpl
 from pixloom.images import check_rgb, check_scale, fit_decoded, flat_image, load_image, token_grid
 from pixloom.interfaces import Generator
-from pixloom.vqgan import snap
+from pixloom.vqgan import codebook_range, random_codes, snap
 
 
 @dataclass
@@ -87,11 +87,11 @@ class DalleGenerator(Generator):
         rng = torch.Generator().manual_seed(ctx.seed)
         if params.tokens == "snap":
             book = model.token_embeddings().detach()
+            z_min, z_max = codebook_range(book)
             self.register_buffer("book", book, persistent=False)
-            self.register_buffer("z_min", book.min(0).values.view(1, -1, 1, 1), persistent=False)
-            self.register_buffer("z_max", book.max(0).values.view(1, -1, 1, 1), persistent=False)
-            idx = torch.randint(book.shape[0], (self.grid[0] * self.grid[1],), generator=rng)
-            self.z = torch.nn.Parameter(book[idx].t().reshape(1, -1, *self.grid).clone())
+            self.register_buffer("z_min", z_min, persistent=False)
+            self.register_buffer("z_max", z_max, persistent=False)
+            self.z = torch.nn.Parameter(random_codes(book, self.grid, rng))
         else:
             logits = torch.randn(1, model.vocab_size, *self.grid, generator=rng) * params.init_scale
             self.logits = torch.nn.Parameter(logits)
@@ -165,7 +165,7 @@ class DalleGenerator(Generator):
     def init_from_image(self, image: torch.Tensor) -> None:
         f = self.model.factor
         size = (self.grid[0] * f, self.grid[1] * f)
-        image = image.to(self.book.device if self.params.tokens == "snap" else self.logits.device, torch.float32)
+        image = image.to(next(self.parameters()).device, torch.float32)  # z or logits
         if image.shape[-2:] != size:
             image = F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
         logits = self.model.encode_logits(image)

@@ -11,7 +11,7 @@ import pixloom
 from pixloom.hookspecs import hookimpl
 from pixloom.images import check_rgb, check_scale, fit_decoded, flat_image, load_image, token_grid
 from pixloom.interfaces import Generator
-from pixloom.vqgan import snap  # noqa: F401 (pixloom.plugins.vqgan.snap)
+from pixloom.vqgan import codebook_range, random_codes, snap
 
 
 @dataclass
@@ -80,11 +80,11 @@ class VQGANGenerator(Generator):
         f = model.factor
         self.grid = token_grid(self.height, self.width, f, params.upscale, params.supersample)
         book = model.codebook.detach()
-        self.register_buffer("z_min", book.min(0).values.view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("z_max", book.max(0).values.view(1, -1, 1, 1), persistent=False)
+        z_min, z_max = codebook_range(book)
+        self.register_buffer("z_min", z_min, persistent=False)
+        self.register_buffer("z_max", z_max, persistent=False)
         rng = torch.Generator().manual_seed(ctx.seed)
-        idx = torch.randint(book.shape[0], (self.grid[0] * self.grid[1],), generator=rng)
-        z = book[idx].t().reshape(1, -1, *self.grid).clone()
+        z = random_codes(book, self.grid, rng)
         if params.init_noise > 0:
             scale = (self.z_max - self.z_min) / 2
             z = z + torch.randn(z.shape, generator=rng) * params.init_noise * scale

@@ -46,6 +46,10 @@ def shared(load):
         key = (load.__module__, load.__qualname__, tuple(a for a in args if not callable(a)),
                tuple(sorted((k, v) for k, v in kwargs.items() if not callable(v))))
         cache = _SCOPES[-1]
+        try:
+            hash(key)
+        except TypeError:  # an argument that cannot be a key (a list): load as usual
+            return load(*args, **kwargs)
         if key not in cache:
             cache[key] = load(*args, **kwargs)
         return cache[key]

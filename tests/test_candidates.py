@@ -71,7 +71,8 @@ def test_sharing_loads_keys_on_the_arguments_and_ends_with_its_scope():
         a = load("a", resolve=lambda p: p)
         assert load("a", resolve=lambda p: p) is a  # a preset's resolve is left out of the key
         assert load("a", trust=True) is not a and load("b") is not a
-    assert calls == ["a", "a", "b"]
+        assert load(["a"]) is not load(["a"])  # an unhashable argument: no sharing, no error
+    assert calls == ["a", "a", "b", ["a"], ["a"]]
     assert load("a") is not a and calls[-1] == "a"  # the scope's cache went with it
 
 

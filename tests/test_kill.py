@@ -254,10 +254,20 @@ def test_sigkill_at_an_unprepared_moment_leaves_only_complete_files(tiny_clip_pa
     proc, _ = _start(["animate", preset, "--quiet"], tmp_path)
     run_dir = tmp_path / "out" / f"{STEM}.anim"
     deadline = time.time() + 120
-    while not (run_dir / "state" / "frame-00002.png").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
-        time.sleep(0.01)
-    time.sleep(random.Random(os.getpid()).uniform(0.0, 0.5))
+
+    def wait_for(index):
+        while not (run_dir / "state" / f"frame-{index:05d}.png").exists():
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
+            time.sleep(0.005)
+        return time.time()
+
+    # Somewhere within the next two frames' time, measured on this machine, so the
+    # kill lands mid-run however fast the machine is (a fixed delay let a fast CI
+    # machine finish all 24 frames first).
+    second = wait_for(2)
+    frame_time = wait_for(3) - second
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 2.0 * frame_time))
+    assert proc.poll() is None, "the animation finished before the kill: make it longer"
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert_all_complete(run_dir)

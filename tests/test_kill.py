@@ -246,6 +246,7 @@ def test_sigkill_while_an_animation_writes_then_resume(stall_on, nth, final, tin
 def test_sigkill_at_an_unprepared_moment_leaves_only_complete_files(tiny_clip_path, tmp_path):
     """No shim: kill a longer animation some time after its first frame, wherever it is."""
     from pixloom.animate import animate
+    from pixloom.animation_state import frame_path
 
     preset = _preset(tiny_clip_path, tmp_path, animation=True, plugins=ANIMATION_OUTPUTS)
     data = yaml.safe_load(preset.read_text())
@@ -256,7 +257,7 @@ def test_sigkill_at_an_unprepared_moment_leaves_only_complete_files(tiny_clip_pa
     deadline = time.time() + 120
 
     def wait_for(index):
-        while not (run_dir / "state" / f"frame-{index:05d}.png").exists():
+        while not frame_path(run_dir, index).exists():
             assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
             time.sleep(0.005)
         return time.time()

@@ -52,14 +52,14 @@ def random_scenes(model, evaluate, judge, model_name: str, n: int) -> None:
 def evaluation_scenes(model, evaluate, judge, model_name: str, per_prompt: int, size: int = 128) -> None:
     prompts = evaluation_prompts()
     pool = world.sample_attributes(20000, torch.Generator().manual_seed(123))
-    true = world.truth([world.parse(p) for p, _ in prompts], pool)  # 1 where the prompt is surely true
+    contents = [world.parse(p) for p, _ in prompts]
+    true = world.truth(contents, pool)  # 1 where the prompt is surely true
     cache, right, total = {}, Counter(), Counter()
-    for j, (prompt, form) in enumerate(prompts):
+    for j, ((prompt, form), content) in enumerate(zip(prompts, contents)):
         chosen = (true[:, j] == 1).nonzero()[:, 0][:per_prompt]
-        attrs = world.Attributes(**{k: v[chosen] for k, v in vars(pool).items()})
-        recon = evaluate(model, world.render(attrs, size))["recon"]
+        recon = evaluate(model, world.render(pool[chosen], size))["recon"]
         ranks = [judge_rank(judge, recon[i:i + 1], prompt, form, cache)[0] for i in range(len(chosen))]
-        shape = world.parse(prompt).shape
+        shape = content.shape
         right[shape] += sum(r == 1 for r in ranks)
         total[shape] += len(ranks)
         print(f"{j:>2} ranks {' '.join(f'{r:>3}' for r in ranks)}  {prompt}")

@@ -4,12 +4,13 @@ what a token generator can draw at best.
     python docs/eval/lab/reconstruction_ceiling.py vqgan shapes-vqgan 50
     python docs/eval/lab/reconstruction_ceiling.py dvae path/to/model.safetensors 50
     python docs/eval/lab/reconstruction_ceiling.py dvae shapes-dvae eval 4
+    python docs/eval/lab/reconstruction_ceiling.py dvae shapes-dvae eval 4 256
 
 With a number: that many random scenes (colour + shape + background captions)
 at 64, 128 and 256 px. With ``eval K``: K scenes true of each of the 32
-evaluation prompts (``pixloom evaluate``'s), at the renders' 128 px, judged
-against the prompt as ``pixloom evaluate`` judges a render, with the count by
-shape. The reconstructions (nearest codes / argmax tokens) and their PSNR come
+evaluation prompts (``pixloom evaluate``'s), at the renders' 128 px (or the
+size given after K), judged against the prompt as ``pixloom evaluate`` judges
+a render, with the count by shape. The reconstructions (nearest codes / argmax tokens) and their PSNR come
 from the training commands' own held-out evaluation.
 """
 import sys
@@ -72,7 +73,9 @@ def main(kind: str, model_name: str, *rest: str) -> None:
     model, evaluate = load(kind, model_name)
     judge = build_perceptor("clip", "shapes-judge")
     if rest and rest[0] == "eval":
-        evaluation_scenes(model, evaluate, judge, model_name, int(rest[1]) if len(rest) > 1 else 4)
+        per_prompt = int(rest[1]) if len(rest) > 1 else 4
+        size = int(rest[2]) if len(rest) > 2 else 128
+        evaluation_scenes(model, evaluate, judge, model_name, per_prompt, size)
     else:
         random_scenes(model, evaluate, judge, model_name, int(rest[0]) if rest else 50)
 

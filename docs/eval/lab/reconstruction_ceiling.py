@@ -10,8 +10,9 @@ With a number: that many random scenes (colour + shape + background captions)
 at 64, 128 and 256 px. With ``eval K``: K scenes true of each of the 32
 evaluation prompts (``pixloom evaluate``'s), at the renders' 128 px (or the
 size given after K), judged against the prompt as ``pixloom evaluate`` judges
-a render, with the count by shape. The reconstructions (nearest codes / argmax tokens) and their PSNR come
-from the training commands' own held-out evaluation.
+a render, with the count by shape. The reconstructions (nearest codes / argmax
+tokens) and their PSNR come from the training commands' own held-out
+evaluation.
 """
 import sys
 from collections import Counter

@@ -334,3 +334,25 @@ def test_decoder_only_needs_init(capsys):
     with pytest.raises(SystemExit):
         training.parse_args(["--out", "x.safetensors", "--steps", "1", "--decoder-only"])
     assert "--decoder-only needs --init" in capsys.readouterr().err
+
+
+def test_training_from_scratch_takes_the_width_and_depth_given(tmp_path):
+    from pixloom.models import read_model
+    from pixloom.training import dvae as training
+
+    out = tmp_path / "wide.safetensors"
+    training.main(["--out", str(out), "--steps", "2", "--batch", "2", "--threads", "1", "--eval-n", "2",
+                   "--n-hid", "8", "--blocks", "2"])
+    model = load_dvae(str(out))
+    assert (model.config.n_hid, model.config.n_blk_per_group) == (8, 2)
+    assert "group_1.block_2" in "".join(model.decoder.state_dict())
+    assert read_model(out, "dvae", "dVAE").metadata["config"]["n_blk_per_group"] == 2
+
+
+@pytest.mark.parametrize("flags", [["--n-hid", "6"], ["--blocks", "0"]])
+def test_training_refuses_an_impossible_width_or_depth(flags, capsys):
+    from pixloom.training import dvae as training
+
+    with pytest.raises(SystemExit):
+        training.parse_args(["--out", "x.safetensors", "--steps", "1", *flags])
+    assert "--n-hid must be a positive multiple of 4" in capsys.readouterr().err

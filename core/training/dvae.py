@@ -3,8 +3,9 @@
     python -m pixloom.training.dvae --out plugins/weights/shapes-dvae.safetensors \\
         --seed 0 --minutes 50 --batch 16 --zoom 0.5 --threads 1
 
-The classes' smallest sizes (n_hid 64, one block a group, 512 tokens); four
-groups, so a 64 px image is 8 x 8 tokens. Training follows the DALL-E recipe in
+By default the classes' smallest sizes (n_hid 64, one block a group, 512
+tokens; ``--n-hid``, ``--blocks`` and ``--vocab`` change them); four groups, so
+a 64 px image is 8 x 8 tokens. Training follows the DALL-E recipe in
 small: the encoder's logits become tokens by a Gumbel-softmax relaxation whose
 temperature anneals from ``--tau-start`` to ``--tau-end``. After a soft start, a
 growing share of each batch (up to ``--hard``) is decoded from straight-through
@@ -127,7 +128,7 @@ def train(args) -> dict:
         model = load_dvae(args.init)
         config = model.config
     else:
-        config = DVAEConfig(**dict(ARCH, vocab_size=args.vocab))
+        config = DVAEConfig(**dict(ARCH, vocab_size=args.vocab, n_hid=args.n_hid, n_blk_per_group=args.blocks))
         model = DVAE(config)
     model.train().requires_grad_(True)
     if args.decoder_only:
@@ -202,6 +203,8 @@ def parse_args(argv: Optional[list] = None):
     p = argparse.ArgumentParser(prog="python -m pixloom.training.dvae", description=__doc__.splitlines()[0])
     ae.common_args(p, batch_size=32, lr=2e-3)
     p.add_argument("--vocab", type=int, default=ARCH["vocab_size"], help="number of tokens (>= 512)")
+    p.add_argument("--n-hid", type=int, default=ARCH["n_hid"], help="the classes' hidden width (a multiple of 4)")
+    p.add_argument("--blocks", type=int, default=ARCH["n_blk_per_group"], help="residual blocks a group")
     p.add_argument("--tau-start", type=float, default=1.0)
     p.add_argument("--tau-end", type=float, default=1 / 16)
     p.add_argument("--hard", type=float, default=0.75, help="fraction of rows decoded from straight-through one-hot tokens")
@@ -218,6 +221,8 @@ def parse_args(argv: Optional[list] = None):
     ae.check_args(p, args)
     if args.decoder_only and not args.init:
         p.error("--decoder-only needs --init (a trained dVAE whose encoder stays as it is)")
+    if args.n_hid < 4 or args.n_hid % 4 or args.blocks < 1:
+        p.error(f"--n-hid must be a positive multiple of 4 and --blocks at least 1 (got {args.n_hid}, {args.blocks})")
     if not 0.0 <= args.soft_share <= 1.0:
         p.error(f"--soft-share must be between 0 and 1 (got {args.soft_share})")
     return args

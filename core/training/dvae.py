@@ -203,7 +203,8 @@ def parse_args(argv: Optional[list] = None):
     p = argparse.ArgumentParser(prog="python -m pixloom.training.dvae", description=__doc__.splitlines()[0])
     ae.common_args(p, batch_size=32, lr=2e-3)
     p.add_argument("--vocab", type=int, default=ARCH["vocab_size"], help="number of tokens (>= 512)")
-    p.add_argument("--n-hid", type=int, default=ARCH["n_hid"], help="the classes' hidden width (a multiple of 4)")
+    p.add_argument("--n-hid", type=int, default=ARCH["n_hid"],
+                   help="the classes' hidden width (a multiple of 4: each block's bottleneck is a quarter of its width)")
     p.add_argument("--blocks", type=int, default=ARCH["n_blk_per_group"], help="residual blocks a group")
     p.add_argument("--tau-start", type=float, default=1.0)
     p.add_argument("--tau-end", type=float, default=1 / 16)

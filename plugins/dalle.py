@@ -32,6 +32,12 @@ class DalleParams:
     # > 1: decode at supersample times the render's size, then average down: a
     # model whose cells are coarse for the scene (the embedded dVAE's 8 px) draws it finer
     supersample: int = 1
+    # with supersample > 1: the fraction of the run's steps decoded at the render's own
+    # grid first (every supersample x supersample block of cells one token, as with
+    # supersample 1), after which that image is encoded into the finer grid and the
+    # rest of the run decodes it supersampled: the coarse stage settles colours and
+    # layout, the fine one draws the shapes. 0: supersampled from the first step
+    supersample_from: float = 0.0
     # softmax: logits over the codebook at every cell, tokens by (Gumbel-)softmax as above;
     # snap: a latent in the decoder's token-embedding space, snapped to the nearest
     # token with a straight-through gradient (VQGAN+CLIP's method on the dVAE):
@@ -46,6 +52,11 @@ class DalleParams:
             raise ValueError(f"init: unknown init {self.init!r} (valid: random, flat, image)")
         check_rgb(self.init_color)
         check_scale(self.upscale, self.supersample)
+        if not 0.0 <= self.supersample_from < 1.0:
+            raise ValueError(f"supersample_from: must be a fraction of the run, 0 to below 1 "
+                             f"(got {self.supersample_from!r})")
+        if self.supersample_from > 0 and self.supersample == 1:
+            raise ValueError("supersample_from: needs supersample above 1 (there is no finer grid to go to)")
         if self.init == "image" and not self.init_image:
             raise ValueError("init_image: init: image needs init_image (a file path)")
         if self.temperature <= 0 or self.final_temperature <= 0:
@@ -65,6 +76,14 @@ class DalleGenerator(Generator):
     upscale)); the decoded image, enlarged ``upscale`` times, is centre-cropped
     to size (to ``supersample`` times size, then averaged down to it).
 
+    With ``supersample_from`` the grid is ceil(size / 8) x supersample and, for
+    that fraction of the run, the decoder sees it averaged over supersample x
+    supersample blocks (the render's own grid; the cells of a block start equal
+    and get equal gradients, so they stay equal). At the first step past it the
+    image is enlarged, encoded into the full grid, and decoded supersampled from
+    then on (the buffer ``refined``, saved with the parameters, says which stage a
+    run is in).
+
     With ``tokens: snap`` the parameters are a latent in the decoder's token
     embedding space instead (the input convolution's column for each token):
     every cell decodes its nearest token, the gradient passed straight through,
@@ -83,7 +102,17 @@ class DalleGenerator(Generator):
                           need_encoder=True)
         object.__setattr__(self, "model", model.eval().requires_grad_(False))  # frozen: not in state_dict
         f = model.factor
-        self.grid = token_grid(self.height, self.width, f, params.upscale, params.supersample)
+        staged = params.supersample_from > 0
+        self.block = params.supersample if staged else 1  # cells a side that move as one token
+        if staged:
+            coarse = token_grid(self.height, self.width, f, params.upscale)
+            self.grid = (coarse[0] * self.block, coarse[1] * self.block)
+        else:
+            coarse = self.grid = token_grid(self.height, self.width, f, params.upscale, params.supersample)
+        self._fine = not staged  # decoding the full grid
+        if staged:  # the stage, saved with the parameters so that a resumed run keeps it
+            self.register_buffer("refined", torch.tensor(False))
+            self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_fine", bool(module.refined)))
         rng = torch.Generator().manual_seed(ctx.seed)
         if params.tokens == "snap":
             book = model.token_embeddings().detach()
@@ -91,10 +120,10 @@ class DalleGenerator(Generator):
             self.register_buffer("book", book, persistent=False)
             self.register_buffer("z_min", z_min, persistent=False)
             self.register_buffer("z_max", z_max, persistent=False)
-            self.z = torch.nn.Parameter(random_codes(book, self.grid, rng))
+            self.z = torch.nn.Parameter(self._spread(random_codes(book, coarse, rng)))
         else:
-            logits = torch.randn(1, model.vocab_size, *self.grid, generator=rng) * params.init_scale
-            self.logits = torch.nn.Parameter(logits)
+            logits = torch.randn(1, model.vocab_size, *coarse, generator=rng) * params.init_scale
+            self.logits = torch.nn.Parameter(self._spread(logits))
         self.tau = float(params.temperature)
         self._sampling = False
         if params.init == "image":
@@ -107,8 +136,24 @@ class DalleGenerator(Generator):
         self.model._apply(fn)
         return self
 
+    def _spread(self, coarse: torch.Tensor) -> torch.Tensor:
+        """A coarse-grid tensor repeated over each block of the full grid."""
+        return coarse.repeat_interleave(self.block, 2).repeat_interleave(self.block, 3)
+
+    def _latent(self) -> torch.Tensor:
+        """The parameter at the grid the decoder sees now: block means before refinement."""
+        p = self.z if self.params.tokens == "snap" else self.logits
+        return p if self._fine else F.avg_pool2d(p, self.block)
+
+    def _decode(self) -> torch.Tensor:
+        """The decoder's whole output for the current grid (not yet cropped)."""
+        if self.params.tokens == "snap":
+            return self.model.decode_embedded(snap(self._latent(), self.book)[0])
+        return self.model.decode(self._tokens())
+
     def _crop(self, image: torch.Tensor) -> torch.Tensor:
-        return fit_decoded(image, self.height, self.width, self.params.upscale, self.params.supersample)
+        supersample = self.params.supersample if self._fine else 1
+        return fit_decoded(image, self.height, self.width, self.params.upscale, supersample)
 
     def temperature_at(self, step: int, total_steps: int) -> float:
         t0, t1 = self.params.temperature, self.params.final_temperature
@@ -116,8 +161,22 @@ class DalleGenerator(Generator):
         return t0 * (t1 / t0) ** min(1.0, max(0.0, frac))
 
     def before_step(self, step: int, total_steps: int) -> None:
+        if not self._fine and step >= self.params.supersample_from * total_steps:
+            self.refine()
         self.tau = self.temperature_at(step, total_steps)
         self._sampling = True
+
+    @torch.no_grad()
+    def refine(self) -> None:
+        """Leave the coarse stage: the coarse decode, enlarged, encoded into the full grid."""
+        sampling, self._sampling = self._sampling, False
+        try:
+            image = self._decode().clamp(0, 1)
+        finally:
+            self._sampling = sampling
+        self._fine = True
+        self.refined.fill_(True)
+        self._encode(F.interpolate(image, scale_factor=self.block, mode="bicubic", align_corners=False))
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -125,8 +184,9 @@ class DalleGenerator(Generator):
         if self.params.tokens == "snap":
             self.z.copy_(self.z.clamp(self.z_min, self.z_max))
 
-    def _tokens(self) -> torch.Tensor:
-        logits = self.logits
+    def _tokens(self, logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Tokens (soft or one-hot, [1, vocab, h, w]) of logits, by default the grid's now."""
+        logits = self._latent() if logits is None else logits
         if self._sampling:
             if self.params.noise:  # Gumbel noise from torch's global CPU RNG: seeded, resumable
                 u = torch.rand(logits.shape).clamp_(1e-9, 1 - 1e-9).to(logits.device)
@@ -142,9 +202,7 @@ class DalleGenerator(Generator):
         return hard + soft - soft.detach()
 
     def synth(self) -> torch.Tensor:
-        if self.params.tokens == "snap":
-            return self._crop(self.model.decode_embedded(snap(self.z, self.book)[0]))
-        return self._crop(self.model.decode(self._tokens()))
+        return self._crop(self._decode())
 
     @torch.no_grad()
     def to_image(self) -> torch.Tensor:
@@ -156,23 +214,28 @@ class DalleGenerator(Generator):
 
     @torch.no_grad()
     def tokens(self) -> torch.Tensor:
-        """[h, w] token indices: the logits' argmax, or the snapped latent's tokens."""
+        """[h, w] token indices the decoder sees now: the logits' argmax, or the
+        snapped latent's tokens (the coarse grid's before refinement)."""
         if self.params.tokens == "snap":
-            return snap(self.z, self.book)[1][0]
-        return self.logits.argmax(1)[0]
+            return snap(self._latent(), self.book)[1][0]
+        return self._latent().argmax(1)[0]
 
     @torch.no_grad()
     def init_from_image(self, image: torch.Tensor) -> None:
-        f = self.model.factor
-        size = (self.grid[0] * f, self.grid[1] * f)
+        self._encode(image)
+
+    @torch.no_grad()
+    def _encode(self, image: torch.Tensor) -> None:
+        """Set the parameter to the encoder's tokens of image, at the grid the decoder sees now."""
+        f, block = self.model.factor, 1 if self._fine else self.block
+        size = (self.grid[0] // block * f, self.grid[1] // block * f)
         image = image.to(next(self.parameters()).device, torch.float32)  # z or logits
         if image.shape[-2:] != size:
-            image = F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
-        logits = self.model.encode_logits(image)
+            image = F.interpolate(image, size=size, mode="bicubic", align_corners=False)
+        logits = self.model.encode_logits(image.clamp(0, 1))
         if self.params.tokens == "snap":  # the encoder's tokens, as embeddings
-            self.z.copy_(self.book[logits.argmax(1)[0]].permute(2, 0, 1)[None])
-        else:
-            self.logits.copy_(logits)
+            logits = self.book[logits.argmax(1)[0]].permute(2, 0, 1)[None]
+        (self.z if self.params.tokens == "snap" else self.logits).copy_(logits if self._fine else self._spread(logits))
 
 
 @hookimpl

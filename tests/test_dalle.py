@@ -13,6 +13,7 @@ from pixloom.errors import CheckpointError
 from pixloom.interfaces import BuildContext
 from pixloom.models import embedded_models
 from pixloom.plugins.dalle import DalleGenerator, DalleParams
+from pixloom.vqgan import snap
 from tiny_token_models import TINY_DVAE, registering_dir, save_tiny_dvae, tiny_dvae
 
 W, H = 40, 32
@@ -134,6 +135,78 @@ def test_supersample_decodes_more_tokens_averaged_down_to_the_size(tiny_path, tm
         DalleParams(upscale=2, supersample=2)
     with pytest.raises(ValueError, match="supersample: must be a whole number between 1 and 8"):
         DalleParams(supersample=0)
+
+
+def coarse_steps(gen, steps, total, lr=0.05):
+    """Adam steps toward black, with the loop's calls around each."""
+    opt = torch.optim.Adam(gen.parameters(), lr=lr)
+    for step in range(steps):
+        gen.before_step(step, total)
+        opt.zero_grad()
+        gen.synth().pow(2).mean().backward()
+        opt.step()
+        gen.after_step()
+
+
+@pytest.mark.parametrize("tokens", ["snap", "softmax"])
+def test_supersample_from_starts_on_the_renders_own_grid(tiny_path, tmp_path, tokens):
+    staged = make(tiny_path, tmp_path, tokens=tokens, supersample=2, supersample_from=0.5, hard=True)
+    plain = make(tiny_path, tmp_path, tokens=tokens, hard=True)
+    latent = staged.z if tokens == "snap" else staged.logits
+    assert latent.shape[-2:] == (8, 10)  # the full grid: twice the render's 4 x 5
+    # before refinement: the same start and image as supersample 1, every 2 x 2 block one token
+    assert staged.tokens().shape == (4, 5) and torch.equal(staged.tokens(), plain.tokens())
+    assert torch.allclose(staged.to_image(), plain.to_image(), atol=1e-6)
+    coarse_steps(staged, 3, total=10)
+    latent = staged.z if tokens == "snap" else staged.logits
+    assert not staged._fine and latent.grad.abs().sum() > 0
+    blocks = latent.detach().unfold(2, 2, 2).unfold(3, 2, 2)  # [1, C, 4, 5, 2, 2]
+    assert torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks))  # the blocks moved as one
+
+
+def test_supersample_from_encodes_the_coarse_image_into_the_fine_grid(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, tokens="snap", supersample=2, supersample_from=0.5)
+    coarse_steps(gen, 4, total=10)
+    with torch.no_grad():
+        coarse = gen.model.decode_embedded(snap(F.avg_pool2d(gen.z, 2), gen.book)[0]).clamp(0, 1)
+    gen.before_step(4, 10)  # 4 < 0.5 x 10: still coarse
+    assert not gen._fine and gen.tokens().shape == (4, 5)
+    gen.before_step(5, 10)  # the first step of the second half
+    assert gen._fine and bool(gen.refined)
+    big = F.interpolate(coarse, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+    with torch.no_grad():
+        expected = gen.model.encode_logits(big).argmax(1)[0]
+    assert torch.equal(gen.tokens(), expected) and expected.shape == (8, 10)
+    # from now on the image is the fine grid's decode averaged down to the size
+    hard = F.one_hot(expected[None], 512).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        assert torch.allclose(gen.to_image(), F.avg_pool2d(gen.model.decode(hard), 2), atol=1e-5)
+    gen.synth().sum().backward()
+    assert gen.z.grad.abs().sum() > 0
+
+
+def test_supersample_from_is_saved_with_the_parameters(tiny_path, tmp_path):
+    gen = make(tiny_path, tmp_path, tokens="snap", supersample=2, supersample_from=0.2)
+    assert sorted(gen.state_dict()) == ["refined", "z"]
+    coarse_steps(gen, 3, total=10)  # refined at step 2
+    state = {k: v.clone() for k, v in gen.state_dict().items()}
+    resumed = make(tiny_path, tmp_path, tokens="snap", supersample=2, supersample_from=0.2, seed=5)
+    assert not resumed._fine
+    resumed.load_state_dict(state)
+    assert resumed._fine and torch.equal(resumed.tokens(), gen.tokens())
+    assert torch.equal(resumed.to_image(), gen.to_image())
+    resumed.before_step(3, 10)  # a resumed fine stage is not encoded again
+    assert torch.equal(resumed.z, state["z"])
+    # a generator without stages saves no stage: older saved runs still load
+    assert list(make(tiny_path, tmp_path, tokens="snap", supersample=2).state_dict()) == ["z"]
+
+
+def test_supersample_from_needs_a_finer_grid_and_a_fraction():
+    with pytest.raises(ValueError, match="supersample_from: needs supersample above 1"):
+        DalleParams(supersample_from=0.5)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="supersample_from: must be a fraction of the run"):
+            DalleParams(supersample=2, supersample_from=bad)
 
 
 def test_snap_tokens_decode_the_nearest_token_with_a_straight_through_gradient(tiny_path, tmp_path):

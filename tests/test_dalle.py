@@ -409,6 +409,17 @@ def test_decoder_only_needs_init(capsys):
     assert "--decoder-only needs --init" in capsys.readouterr().err
 
 
+def test_architecture_flags_with_init_are_refused_not_ignored(capsys):
+    from pixloom.training import dvae as training
+
+    with pytest.raises(SystemExit):
+        training.parse_args(["--out", "x.safetensors", "--steps", "1", "--init", "shapes-dvae", "--vocab", "2048",
+                             "--blocks", "2"])
+    assert "--vocab, --blocks: a model from --init keeps its own architecture" in capsys.readouterr().err
+    args = training.parse_args(["--out", "x.safetensors", "--steps", "1", "--init", "shapes-dvae"])
+    assert (args.vocab, args.n_hid, args.blocks) == (512, 64, 1)  # the defaults, unused with --init
+
+
 def test_training_from_scratch_takes_the_width_and_depth_given(tmp_path):
     from pixloom.models import read_model
     from pixloom.training import dvae as training

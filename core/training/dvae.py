@@ -202,10 +202,12 @@ def train(args) -> dict:
 def parse_args(argv: Optional[list] = None):
     p = argparse.ArgumentParser(prog="python -m pixloom.training.dvae", description=__doc__.splitlines()[0])
     ae.common_args(p, batch_size=32, lr=2e-3)
-    p.add_argument("--vocab", type=int, default=ARCH["vocab_size"], help="number of tokens (>= 512)")
-    p.add_argument("--n-hid", type=int, default=ARCH["n_hid"],
-                   help="the classes' hidden width (a multiple of 4: each block's bottleneck is a quarter of its width)")
-    p.add_argument("--blocks", type=int, default=ARCH["n_blk_per_group"], help="residual blocks a group")
+    # the architecture of a dVAE trained from scratch (None: not given, so that --init
+    # can refuse them rather than ignore them)
+    p.add_argument("--vocab", type=int, help=f"number of tokens (>= 512; default {ARCH['vocab_size']})")
+    p.add_argument("--n-hid", type=int, help=f"the classes' hidden width (default {ARCH['n_hid']}; a multiple "
+                   "of 4: each block's bottleneck is a quarter of its width)")
+    p.add_argument("--blocks", type=int, help=f"residual blocks a group (default {ARCH['n_blk_per_group']})")
     p.add_argument("--tau-start", type=float, default=1.0)
     p.add_argument("--tau-end", type=float, default=1 / 16)
     p.add_argument("--hard", type=float, default=0.75, help="fraction of rows decoded from straight-through one-hot tokens")
@@ -222,6 +224,14 @@ def parse_args(argv: Optional[list] = None):
     ae.check_args(p, args)
     if args.decoder_only and not args.init:
         p.error("--decoder-only needs --init (a trained dVAE whose encoder stays as it is)")
+    given = [flag for flag, value in (("--vocab", args.vocab), ("--n-hid", args.n_hid), ("--blocks", args.blocks))
+             if value is not None]
+    if args.init and given:
+        p.error(f"{', '.join(given)}: a model from --init keeps its own architecture "
+                f"(drop {'it' if len(given) == 1 else 'them'}, or drop --init)")
+    args.vocab = ARCH["vocab_size"] if args.vocab is None else args.vocab
+    args.n_hid = ARCH["n_hid"] if args.n_hid is None else args.n_hid
+    args.blocks = ARCH["n_blk_per_group"] if args.blocks is None else args.blocks
     if args.n_hid < 4 or args.n_hid % 4 or args.blocks < 1:
         p.error(f"--n-hid must be a positive multiple of 4 and --blocks at least 1 (got {args.n_hid}, {args.blocks})")
     if not 0.0 <= args.soft_share <= 1.0:

@@ -104,15 +104,15 @@ class DalleGenerator(Generator):
         f = model.factor
         staged = params.supersample_from > 0
         self.block = params.supersample if staged else 1  # cells a side that move as one token
+        self._fine = not staged  # decoding the full grid
         if staged:
             coarse = token_grid(self.height, self.width, f, params.upscale)
             self.grid = (coarse[0] * self.block, coarse[1] * self.block)
-        else:
-            coarse = self.grid = token_grid(self.height, self.width, f, params.upscale, params.supersample)
-        self._fine = not staged  # decoding the full grid
-        if staged:  # the stage, saved with the parameters so that a resumed run keeps it
+            # the stage, saved with the parameters so that a resumed run keeps it
             self.register_buffer("refined", torch.tensor(False))
             self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_fine", bool(module.refined)))
+        else:
+            coarse = self.grid = token_grid(self.height, self.width, f, params.upscale, params.supersample)
         rng = torch.Generator().manual_seed(ctx.seed)
         if params.tokens == "snap":
             book = model.token_embeddings().detach()
@@ -184,9 +184,9 @@ class DalleGenerator(Generator):
         if self.params.tokens == "snap":
             self.z.copy_(self.z.clamp(self.z_min, self.z_max))
 
-    def _tokens(self, logits: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Tokens (soft or one-hot, [1, vocab, h, w]) of logits, by default the grid's now."""
-        logits = self._latent() if logits is None else logits
+    def _tokens(self) -> torch.Tensor:
+        """Tokens (soft or one-hot, [1, vocab, h, w]) of the grid the decoder sees now."""
+        logits = self._latent()
         if self._sampling:
             if self.params.noise:  # Gumbel noise from torch's global CPU RNG: seeded, resumable
                 u = torch.rand(logits.shape).clamp_(1e-9, 1 - 1e-9).to(logits.device)

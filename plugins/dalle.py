@@ -140,10 +140,12 @@ class DalleGenerator(Generator):
         """A coarse-grid tensor repeated over each block of the full grid."""
         return coarse.repeat_interleave(self.block, 2).repeat_interleave(self.block, 3)
 
+    def _param(self) -> torch.nn.Parameter:
+        return self.z if self.params.tokens == "snap" else self.logits
+
     def _latent(self) -> torch.Tensor:
         """The parameter at the grid the decoder sees now: block means before refinement."""
-        p = self.z if self.params.tokens == "snap" else self.logits
-        return p if self._fine else F.avg_pool2d(p, self.block)
+        return self._param() if self._fine else F.avg_pool2d(self._param(), self.block)
 
     def _decode(self) -> torch.Tensor:
         """The decoder's whole output for the current grid (not yet cropped)."""
@@ -235,7 +237,7 @@ class DalleGenerator(Generator):
         logits = self.model.encode_logits(image.clamp(0, 1))
         if self.params.tokens == "snap":  # the encoder's tokens, as embeddings
             logits = self.book[logits.argmax(1)[0]].permute(2, 0, 1)[None]
-        (self.z if self.params.tokens == "snap" else self.logits).copy_(logits if self._fine else self._spread(logits))
+        self._param().copy_(logits if self._fine else self._spread(logits))
 
 
 @hookimpl

@@ -224,14 +224,14 @@ def parse_args(argv: Optional[list] = None):
     ae.check_args(p, args)
     if args.decoder_only and not args.init:
         p.error("--decoder-only needs --init (a trained dVAE whose encoder stays as it is)")
-    given = [flag for flag, value in (("--vocab", args.vocab), ("--n-hid", args.n_hid), ("--blocks", args.blocks))
-             if value is not None]
+    arch_flags = {"vocab": "vocab_size", "n_hid": "n_hid", "blocks": "n_blk_per_group"}  # dest: ARCH key
+    given = ["--" + dest.replace("_", "-") for dest in arch_flags if getattr(args, dest) is not None]
     if args.init and given:
         p.error(f"{', '.join(given)}: a model from --init keeps its own architecture "
                 f"(drop {'it' if len(given) == 1 else 'them'}, or drop --init)")
-    args.vocab = ARCH["vocab_size"] if args.vocab is None else args.vocab
-    args.n_hid = ARCH["n_hid"] if args.n_hid is None else args.n_hid
-    args.blocks = ARCH["n_blk_per_group"] if args.blocks is None else args.blocks
+    for dest, key in arch_flags.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, ARCH[key])
     if args.n_hid < 4 or args.n_hid % 4 or args.blocks < 1:
         p.error(f"--n-hid must be a positive multiple of 4 and --blocks at least 1 (got {args.n_hid}, {args.blocks})")
     if not 0.0 <= args.soft_share <= 1.0:

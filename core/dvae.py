@@ -1,8 +1,8 @@
 """The DALL-E discrete VAE: OpenAI's ``dall_e.Encoder`` and ``dall_e.Decoder``.
 
 A dVAE maps a 3-channel image to logits over ``vocab_size`` tokens on a grid
-8x smaller (the classes have four groups, three of which pool or upsample),
-and a grid of one-hot (or soft) tokens back to an image:
+``factor`` times smaller, and a grid of one-hot (or soft) tokens back to an
+image: 
 ``unmap_pixels(sigmoid(decoder(tokens)[:, :3]))``.
 
 Sources:
@@ -29,7 +29,8 @@ from .errors import CheckpointError
 from .models import embedded_models, read_model, shared
 
 FORMAT = "dvae"
-GROUPS = 4  # fixed by the dall_e classes
+GROUPS = 4  # fixed by the dall_e classes: three of the four pool (encoder) or upsample (decoder)
+FACTORS = (2, 4, 8)  # 8: the classes as published; 4, 2: fewer of them resample
 _PICKLE_STAND_INS = checkpoints.METADATA_GLOBALS + ("dall_e.", "torch.nn.modules.")
 
 
@@ -41,10 +42,15 @@ class DVAEConfig:
     n_init: int = 128  # decoder only
     input_channels: int = 3
     output_channels: int = 3
+    # pixels a token a side: 8 for the classes as published (OpenAI's dVAE); 4 or 2 keep
+    # the same modules and weights' layout, without the pooling of the encoder's last
+    # groups and the upsampling of the decoder's first, whose groups then run at the
+    # token grid (a model whose tokens are finer for its scenes)
+    factor: int = 8
 
-    @property
-    def factor(self) -> int:
-        return 2 ** (GROUPS - 1)
+    def __post_init__(self):
+        if self.factor not in FACTORS:
+            raise ValueError(f"factor must be one of {', '.join(map(str, FACTORS))} (got {self.factor})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,18 +75,28 @@ def one_hot_tokens(indices: torch.Tensor, vocab_size: int, dtype: torch.dtype = 
     return torch.nn.functional.one_hot(indices, vocab_size).permute(0, 3, 1, 2).to(dtype)
 
 
+def _kept_resamplings(cfg: DVAEConfig) -> int:
+    return cfg.factor.bit_length() - 1  # 8 -> 3
+
+
 def make_encoder(cfg: DVAEConfig) -> nn.Module:
     from dall_e import Encoder
 
-    return _built(Encoder, n_hid=cfg.n_hid, n_blk_per_group=cfg.n_blk_per_group,
-                  input_channels=cfg.input_channels, vocab_size=cfg.vocab_size)
+    encoder = _built(Encoder, n_hid=cfg.n_hid, n_blk_per_group=cfg.n_blk_per_group,
+                     input_channels=cfg.input_channels, vocab_size=cfg.vocab_size)
+    for group in range(_kept_resamplings(cfg) + 1, GROUPS):  # the last pools go (no weights)
+        getattr(encoder.blocks, f"group_{group}").pool = nn.Identity()
+    return encoder
 
 
 def make_decoder(cfg: DVAEConfig) -> nn.Module:
     from dall_e import Decoder
 
-    return _built(Decoder, n_init=cfg.n_init, n_hid=cfg.n_hid, n_blk_per_group=cfg.n_blk_per_group,
-                  output_channels=cfg.output_channels, vocab_size=cfg.vocab_size)
+    decoder = _built(Decoder, n_init=cfg.n_init, n_hid=cfg.n_hid, n_blk_per_group=cfg.n_blk_per_group,
+                     output_channels=cfg.output_channels, vocab_size=cfg.vocab_size)
+    for group in range(1, GROUPS - _kept_resamplings(cfg)):  # the first upsamplings go
+        getattr(decoder.blocks, f"group_{group}").upsample = nn.Identity()
+    return decoder
 
 
 class DVAE(nn.Module):
@@ -101,7 +117,7 @@ class DVAE(nn.Module):
         return self.config.factor
 
     def encode_logits(self, image: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] in 0..1 -> logits [N, vocab, H/8, W/8]."""
+        """[N, 3, H, W] in 0..1 -> logits [N, vocab, H/f, W/f]."""
         from dall_e import map_pixels
 
         if self.encoder is None:
@@ -109,11 +125,11 @@ class DVAE(nn.Module):
         return self.encoder(map_pixels(image.float())).float()
 
     def decode_stats(self, tokens: torch.Tensor) -> torch.Tensor:
-        """One-hot or soft tokens [N, vocab, h, w] -> the decoder's 6 channels [N, 6, 8h, 8w]."""
+        """One-hot or soft tokens [N, vocab, h, w] -> the decoder's 6 channels [N, 6, fh, fw]."""
         return self.decoder(tokens.float()).float()  # dall_e's convs run in fp16 on CUDA
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens -> image [N, 3, 8h, 8w] in 0..1."""
+        """Tokens -> image [N, 3, fh, fw] in 0..1."""
         from dall_e import unmap_pixels
 
         return unmap_pixels(torch.sigmoid(self.decode_stats(tokens)[:, :3]))
@@ -126,7 +142,7 @@ class DVAE(nn.Module):
 
     def decode_embedded(self, embedded: torch.Tensor) -> torch.Tensor:
         """The decoder after its input convolution: token embeddings [N, n_init, h, w]
-        -> image [N, 3, 8h, 8w] in 0..1 (the embeddings of one-hot tokens give
+        -> image [N, 3, fh, fw] in 0..1 (the embeddings of one-hot tokens give
         ``decode`` of those tokens)."""
         from dall_e import unmap_pixels
 

@@ -43,6 +43,36 @@ def test_safetensors_round_trip(tiny_path):
     assert not any(p.requires_grad for p in loaded.parameters())
 
 
+@pytest.mark.parametrize("factor", [4, 2])
+def test_a_finer_factor_keeps_the_layout_and_resamples_less(factor, tmp_path):
+    published = DVAEConfig(**TINY_DVAE)
+    finer = DVAEConfig(**TINY_DVAE, factor=factor)
+    for make_part in (make_encoder, make_decoder):  # the same weights' layout: a published file's keys
+        shapes = {k: v.shape for k, v in make_part(published).state_dict().items()}
+        assert {k: v.shape for k, v in make_part(finer).state_dict().items()} == shapes
+    model = tiny_dvae(config=finer)
+    image = torch.rand(1, 3, 16, 24)
+    logits = model.encode_logits(image)
+    assert logits.shape == (1, 512, 16 // factor, 24 // factor)
+    assert model.decode(torch.softmax(logits, 1)).shape == (1, 3, 16, 24)
+    path = save_tiny_dvae(tmp_path / "fine.safetensors", config=finer)
+    loaded = load_dvae(str(path))
+    assert loaded.factor == factor and loaded.encode_logits(image).shape == logits.shape
+    gen = make(path, tmp_path)  # the token grid follows the model
+    assert gen.logits.shape[-2:] == (H // factor, W // factor) and gen.synth().shape == (1, 3, H, W)
+
+
+def test_a_factor_the_classes_cannot_make_is_refused(tmp_path):
+    from pixloom.models import write_safetensors
+
+    with pytest.raises(ValueError, match="factor must be one of 2, 4, 8"):
+        DVAEConfig(factor=16)
+    path = tmp_path / "odd.safetensors"
+    write_safetensors(path, tiny_dvae().state_dict(), {"format": "dvae", "config": dict(TINY_DVAE, factor=3)})
+    with pytest.raises(CheckpointError, match=r"odd.safetensors: not a dVAE config \(factor must be one of"):
+        load_dvae(str(path))
+
+
 def test_published_pickles_load_without_running_them(tmp_path):
     """OpenAI ships encoder.pkl / decoder.pkl as whole pickled modules: they are read
     with stand-ins for the module classes and rebuilt, with no trust needed."""
@@ -414,10 +444,10 @@ def test_architecture_flags_with_init_are_refused_not_ignored(capsys):
 
     with pytest.raises(SystemExit):
         training.parse_args(["--out", "x.safetensors", "--steps", "1", "--init", "shapes-dvae", "--vocab", "2048",
-                             "--blocks", "2"])
-    assert "--vocab, --blocks: a model from --init keeps its own architecture" in capsys.readouterr().err
+                             "--blocks", "2", "--factor", "4"])
+    assert "--vocab, --blocks, --factor: a model from --init keeps its own architecture" in capsys.readouterr().err
     args = training.parse_args(["--out", "x.safetensors", "--steps", "1", "--init", "shapes-dvae"])
-    assert (args.vocab, args.n_hid, args.blocks) == (512, 64, 1)  # the defaults, unused with --init
+    assert (args.vocab, args.n_hid, args.blocks, args.factor) == (512, 64, 1, 8)  # the defaults, unused with --init
 
 
 def test_training_from_scratch_takes_the_width_and_depth_given(tmp_path):
@@ -426,9 +456,9 @@ def test_training_from_scratch_takes_the_width_and_depth_given(tmp_path):
 
     out = tmp_path / "wide.safetensors"
     training.main(["--out", str(out), "--steps", "2", "--batch", "2", "--threads", "1", "--eval-n", "2",
-                   "--n-hid", "8", "--blocks", "2"])
+                   "--n-hid", "8", "--blocks", "2", "--factor", "4"])
     model = load_dvae(str(out))
-    assert (model.config.n_hid, model.config.n_blk_per_group) == (8, 2)
+    assert (model.config.n_hid, model.config.n_blk_per_group, model.factor) == (8, 2, 4)
     assert "group_1.block_2" in "".join(model.decoder.state_dict())
     assert read_model(out, "dvae", "dVAE").metadata["config"]["n_blk_per_group"] == 2
 

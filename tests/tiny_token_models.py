@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import types
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -39,13 +40,13 @@ def save_tiny_vqgan(path: Path, seed: int = 0) -> Path:
     return Path(path)
 
 
-def tiny_dvae(seed: int = 0) -> DVAE:
+def tiny_dvae(seed: int = 0, config: Optional[DVAEConfig] = None) -> DVAE:
     torch.manual_seed(seed)
-    return DVAE(DVAEConfig(**TINY_DVAE)).eval()
+    return DVAE(config or DVAEConfig(**TINY_DVAE)).eval()
 
 
-def save_tiny_dvae(path: Path, seed: int = 0) -> Path:
-    model = tiny_dvae(seed)
+def save_tiny_dvae(path: Path, seed: int = 0, config: Optional[DVAEConfig] = None) -> Path:
+    model = tiny_dvae(seed, config)
     write_safetensors(Path(path), model.state_dict(), {
         "format": "dvae", "config": model.config.to_dict(), "description": "tiny random dVAE for tests"})
     return Path(path)

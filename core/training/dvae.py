@@ -5,7 +5,8 @@
 
 By default the classes' smallest sizes (n_hid 64, one block a group, 512
 tokens; ``--n-hid``, ``--blocks`` and ``--vocab`` change them); four groups, so
-a 64 px image is 8 x 8 tokens. Training follows the DALL-E recipe in
+a 64 px image is 8 x 8 tokens (``--factor 4``: 16 x 16, the same modules with
+one resampling fewer). Training follows the DALL-E recipe in
 small: the encoder's logits become tokens by a Gumbel-softmax relaxation whose
 temperature anneals from ``--tau-start`` to ``--tau-end``. After a soft start, a
 growing share of each batch (up to ``--hard``) is decoded from straight-through
@@ -41,12 +42,12 @@ import torch
 import torch.nn.functional as F
 
 from ..device import keeps_torch_threads
-from ..dvae import DVAE, FORMAT, DVAEConfig, one_hot_tokens
+from ..dvae import DVAE, FACTORS, FORMAT, DVAEConfig, one_hot_tokens
 from ..models import write_safetensors
 from . import autoencoding as ae
 from .vqgan import grad_l1
 
-ARCH = {"vocab_size": 512, "n_hid": 64, "n_blk_per_group": 1, "n_init": 64}
+ARCH = {"vocab_size": 512, "n_hid": 64, "n_blk_per_group": 1, "n_init": 64, "factor": 8}
 _EPS = 0.1  # dall_e's logit_laplace_eps
 
 
@@ -128,7 +129,8 @@ def train(args) -> dict:
         model = load_dvae(args.init)
         config = model.config
     else:
-        config = DVAEConfig(**dict(ARCH, vocab_size=args.vocab, n_hid=args.n_hid, n_blk_per_group=args.blocks))
+        config = DVAEConfig(**dict(ARCH, vocab_size=args.vocab, n_hid=args.n_hid, n_blk_per_group=args.blocks,
+                                   factor=args.factor))
         model = DVAE(config)
     model.train().requires_grad_(True)
     if args.decoder_only:
@@ -208,6 +210,8 @@ def parse_args(argv: Optional[list] = None):
     p.add_argument("--n-hid", type=int, help=f"the classes' hidden width (default {ARCH['n_hid']}; a multiple "
                    "of 4: each block's bottleneck is a quarter of its width)")
     p.add_argument("--blocks", type=int, help=f"residual blocks a group (default {ARCH['n_blk_per_group']})")
+    p.add_argument("--factor", type=int, choices=FACTORS, help=f"pixels a token a side (default {ARCH['factor']}, "
+                   "the published classes; 4: a 64 px image is 16 x 16 tokens)")
     p.add_argument("--tau-start", type=float, default=1.0)
     p.add_argument("--tau-end", type=float, default=1 / 16)
     p.add_argument("--hard", type=float, default=0.75, help="fraction of rows decoded from straight-through one-hot tokens")
@@ -224,7 +228,7 @@ def parse_args(argv: Optional[list] = None):
     ae.check_args(p, args)
     if args.decoder_only and not args.init:
         p.error("--decoder-only needs --init (a trained dVAE whose encoder stays as it is)")
-    arch_flags = {"vocab": "vocab_size", "n_hid": "n_hid", "blocks": "n_blk_per_group"}  # dest: ARCH key
+    arch_flags = {"vocab": "vocab_size", "n_hid": "n_hid", "blocks": "n_blk_per_group", "factor": "factor"}  # dest: ARCH key
     given = ["--" + dest.replace("_", "-") for dest in arch_flags if getattr(args, dest) is not None]
     if args.init and given:
         p.error(f"{', '.join(given)}: a model from --init keeps its own architecture "

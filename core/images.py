@@ -47,12 +47,13 @@ def flat_image(rgb, size: tuple) -> torch.Tensor:
         1, 3, size[1], size[0]).contiguous()
 
 
-def check_scale(upscale: int, supersample: int) -> None:
-    """A token generator's ``upscale`` and ``supersample``: each 1..8, at most one above 1."""
+def check_scale(upscale: int, supersample: int, both: bool = False) -> None:
+    """A token generator's ``upscale`` and ``supersample``: each 1..8, at most one
+    above 1 unless ``both`` (an option of the generator makes them meaningful together)."""
     for name, value in (("upscale", upscale), ("supersample", supersample)):
         if not isinstance(value, int) or not 1 <= value <= 8:
             raise ValueError(f"{name}: must be a whole number between 1 and 8 (got {value!r})")
-    if upscale > 1 and supersample > 1:
+    if upscale > 1 and supersample > 1 and not both:
         raise ValueError(f"upscale and supersample: one of them must be 1 (got {upscale} and {supersample})")
 
 
@@ -67,7 +68,10 @@ def token_grid(height: int, width: int, factor: int, upscale: int = 1, supersamp
 def fit_decoded(image: torch.Tensor, height: int, width: int, upscale: int = 1, supersample: int = 1) -> torch.Tensor:
     """A decoder's output enlarged ``upscale`` times (bilinear), centre-cropped to
     height x width; with ``supersample``, cropped to that many times height x width
-    and shrunk to it by averaging each supersample x supersample block."""
+    and shrunk to it by averaging each supersample x supersample block (a factor
+    common to both is neither: upscale 2 with supersample 2 is the decoded image)."""
+    common = math.gcd(upscale, supersample)
+    upscale, supersample = upscale // common, supersample // common
     if upscale > 1:
         image = F.interpolate(image, scale_factor=upscale, mode="bilinear", align_corners=False)
     h, w = image.shape[-2:]

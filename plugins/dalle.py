@@ -36,7 +36,9 @@ class DalleParams:
     # grid first (every supersample x supersample block of cells one token, as with
     # supersample 1), after which that image is encoded into the finer grid and the
     # rest of the run decodes it supersampled: the coarse stage settles colours and
-    # layout, the fine one draws the shapes. 0: supersampled from the first step
+    # layout, the fine one draws the shapes. 0: supersampled from the first step.
+    # With upscale as well, the coarse stage is decoded at 1/upscale of the size and
+    # enlarged (upscale 2, supersample 2: a half-size stage, then the full size)
     supersample_from: float = 0.0
     # softmax: logits over the codebook at every cell, tokens by (Gumbel-)softmax as above;
     # snap: a latent in the decoder's token-embedding space, snapped to the nearest
@@ -51,7 +53,9 @@ class DalleParams:
         if self.init not in ("random", "flat", "image"):
             raise ValueError(f"init: unknown init {self.init!r} (valid: random, flat, image)")
         check_rgb(self.init_color)
-        check_scale(self.upscale, self.supersample)
+        # both above 1 with supersample_from: a coarse stage decoded at 1/upscale of the
+        # size, then supersample times as many tokens a side
+        check_scale(self.upscale, self.supersample, both=self.supersample_from > 0)
         if not 0.0 <= self.supersample_from < 1.0:
             raise ValueError(f"supersample_from: must be a fraction of the run, 0 to below 1 "
                              f"(got {self.supersample_from!r})")

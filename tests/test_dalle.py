@@ -215,6 +215,26 @@ def test_supersample_from_encodes_the_coarse_image_into_the_fine_grid(tiny_path,
     assert gen.z.grad.abs().sum() > 0
 
 
+def test_supersample_from_with_upscale_is_a_half_size_stage_then_the_full_size(tiny_path, tmp_path):
+    size = (64, 48)
+    gen = make(tiny_path, tmp_path, size=size, tokens="snap", upscale=2, supersample=2, supersample_from=0.5)
+    assert gen.z.shape[-2:] == (6, 8)  # the full size's 8 px cells
+    assert gen.tokens().shape == (3, 4)  # the coarse stage: half the size's
+    hard = F.one_hot(gen.tokens()[None], 512).permute(0, 3, 1, 2).float()
+    with torch.no_grad():  # decoded at 32 x 24 px, enlarged twice
+        half = gen.model.decode(hard)
+        assert torch.allclose(gen.to_image(), F.interpolate(half, scale_factor=2, mode="bilinear",
+                                                            align_corners=False), atol=1e-5)
+    coarse_steps(gen, 2, total=4)
+    gen.before_step(2, 4)
+    assert gen._fine and gen.tokens().shape == (6, 8)
+    with torch.no_grad():  # then the full grid decoded at the size itself: not enlarged, not averaged
+        full = gen.model.decode(F.one_hot(gen.tokens()[None], 512).permute(0, 3, 1, 2).float())
+    assert torch.allclose(gen.to_image(), full, atol=1e-5) and full.shape[-2:] == (48, 64)
+    with pytest.raises(ValueError, match="one of them must be 1"):  # without stages: no meaning
+        DalleParams(upscale=2, supersample=2)
+
+
 def test_supersample_from_is_saved_with_the_parameters(tiny_path, tmp_path):
     gen = make(tiny_path, tmp_path, tokens="snap", supersample=2, supersample_from=0.2)
     assert sorted(gen.state_dict()) == ["refined", "z"]

@@ -1,9 +1,8 @@
 """The DALL-E discrete VAE: OpenAI's ``dall_e.Encoder`` and ``dall_e.Decoder``.
 
 A dVAE maps a 3-channel image to logits over ``vocab_size`` tokens on a grid
-``factor`` times smaller, and a grid of one-hot (or soft) tokens back to an
-image: 
-``unmap_pixels(sigmoid(decoder(tokens)[:, :3]))``.
+``factor`` times smaller (8 as published), and a grid of one-hot (or soft)
+tokens back to an image: ``unmap_pixels(sigmoid(decoder(tokens)[:, :3]))``.
 
 Sources:
 
@@ -57,9 +56,8 @@ class DVAEConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "DVAEConfig":
-        known = {k: int(v) for k, v in dict(data).items() if k in cls.__dataclass_fields__}
         try:
-            return cls(**known)
+            return cls(**{k: int(v) for k, v in dict(data).items() if k in cls.__dataclass_fields__})
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{source}: not a dVAE config ({exc})") from exc
 

@@ -71,6 +71,9 @@ def test_a_factor_the_classes_cannot_make_is_refused(tmp_path):
     write_safetensors(path, tiny_dvae().state_dict(), {"format": "dvae", "config": dict(TINY_DVAE, factor=3)})
     with pytest.raises(CheckpointError, match=r"odd.safetensors: not a dVAE config \(factor must be one of"):
         load_dvae(str(path))
+    write_safetensors(path, tiny_dvae().state_dict(), {"format": "dvae", "config": dict(TINY_DVAE, factor="x")})
+    with pytest.raises(CheckpointError, match=r"odd.safetensors: not a dVAE config \(invalid literal"):
+        load_dvae(str(path))
 
 
 def test_published_pickles_load_without_running_them(tmp_path):

@@ -182,7 +182,7 @@ class DalleGenerator(Generator):
             self._sampling = sampling
         self._fine = True
         self.refined.fill_(True)
-        self._encode(F.interpolate(image, scale_factor=self.block, mode="bicubic", align_corners=False))
+        self._encode(image)  # enlarged there to the full grid's size
 
     @torch.no_grad()
     def after_step(self) -> None:

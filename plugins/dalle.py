@@ -76,17 +76,18 @@ class DalleGenerator(Generator):
     sample at the step's temperature (annealed from ``temperature`` to
     ``final_temperature``), soft or straight-through ``hard``. Outside steps, and
     in ``to_image()``, the tokens are the argmax of the logits (no noise), with a
-    straight-through gradient. The token grid is ceil(size x supersample / (8 x
-    upscale)); the decoded image, enlarged ``upscale`` times, is centre-cropped
-    to size (to ``supersample`` times size, then averaged down to it).
+    straight-through gradient. With the dVAE's ``factor`` f (8 as published),
+    the token grid is ceil(size x supersample / (f x upscale)); the decoded image,
+    enlarged ``upscale`` times, is centre-cropped to size (to ``supersample``
+    times size, then averaged down to it).
 
-    With ``supersample_from`` the grid is ceil(size / 8) x supersample and, for
-    that fraction of the run, the decoder sees it averaged over supersample x
-    supersample blocks (the render's own grid; the cells of a block start equal
-    and get equal gradients, so they stay equal). At the first step past it the
-    image is enlarged, encoded into the full grid, and decoded supersampled from
-    then on (the buffer ``refined``, saved with the parameters, says which stage a
-    run is in).
+    With ``supersample_from`` the grid is ceil(size / (f x upscale)) x supersample
+    and, for that fraction of the run, the decoder sees it averaged over
+    supersample x supersample blocks (the coarse stage's grid; the cells of a
+    block start equal and get equal gradients, so they stay equal). At the first
+    step past it the image is enlarged, encoded into the full grid, and decoded
+    supersampled from then on (the buffer ``refined``, saved with the parameters,
+    says which stage a run is in).
 
     With ``tokens: snap`` the parameters are a latent in the decoder's token
     embedding space instead (the input convolution's column for each token):
